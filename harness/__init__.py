@@ -1,0 +1,1 @@
+"""Harness: workloads, measurement, reports and the command line (``python -m harness``)."""

@@ -1,0 +1,1 @@
+"""Optimised implementations, each property-tested against an oracle in ``reference``."""

@@ -1,0 +1,100 @@
+"""LISA's quantiser: residual additive quantisation with a learned bilinear metric.
+
+B codebooks C[b] of W full-dimension codewords, shape (B, W, D). An embedding x (..., D) is
+encoded residually (Wu et al. 2021)::
+
+    r_1 = x
+    logits_b = (r_b M) C[b]^T                    M: (D, D) learned metric, identity at init
+    w_b = argmax_w logits_b[w]                   hard code
+    p_b = softmax(logits_b / tau)                soft code (tau = 0.7 in the authors' code)
+    r_{b+1} = r_b - C[b, w_b]
+    x_hat = sum_b C[b, w_b]                      reconstruction
+
+Training is straight-through: the forward pass uses the one-hot of w_b, the backward pass
+the gradient of p_b (``one_hot = hard + p - p.detach()``). No Gumbel noise is added.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["QuantizerOutput", "ResidualQuantizer"]
+
+
+class QuantizerOutput(NamedTuple):
+    """codes: (..., B) int64; probs: (..., B, W) soft codes; one_hot: (..., B, W)
+    straight-through one-hot (forward value one-hot, gradient of probs);
+    reconstruction: (..., D) = sum_b C[b, codes[b]] (with straight-through gradients)."""
+
+    codes: Tensor
+    probs: Tensor
+    one_hot: Tensor
+    reconstruction: Tensor
+
+
+class ResidualQuantizer(nn.Module):
+    """Residual additive quantiser with a learned bilinear metric (see module docstring).
+
+    Args:
+        dim: embedding dimension D.
+        num_codebooks: B.
+        num_codewords: W per codebook.
+        tau: softmax temperature of the soft codes / straight-through gradient.
+    """
+
+    def __init__(
+        self, dim: int, num_codebooks: int = 8, num_codewords: int = 128, tau: float = 0.7
+    ):
+        super().__init__()
+        for name, value in (
+            ("dim", dim),
+            ("num_codebooks", num_codebooks),
+            ("num_codewords", num_codewords),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if not (isinstance(tau, (int, float)) and tau > 0):
+            raise ValueError(f"tau must be a positive number, got {tau!r}")
+        self.dim, self.num_codebooks, self.num_codewords, self.tau = (
+            dim,
+            num_codebooks,
+            num_codewords,
+            float(tau),
+        )
+        # Later codebooks quantise smaller residuals: scale their initial spread down.
+        decay = 0.5 ** torch.arange(num_codebooks, dtype=torch.float32)[:, None, None]
+        self.codebooks = nn.Parameter(torch.randn(num_codebooks, num_codewords, dim) * decay)
+        self.metric = nn.Parameter(torch.eye(dim))
+
+    def forward(self, x: Tensor) -> QuantizerOutput:
+        """x: (..., D) -> QuantizerOutput (see its docstring for shapes)."""
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise TypeError("x must be a floating-point tensor of shape (..., D)")
+        if x.dim() < 1 or x.shape[-1] != self.dim:
+            raise ValueError(f"x must have last dim D={self.dim}, got shape {tuple(x.shape)}")
+        codebooks = self.codebooks.to(x.dtype)
+        metric = self.metric.to(x.dtype)
+        residual = x
+        codes, probs, one_hots = [], [], []
+        reconstruction = torch.zeros_like(x)
+        for b in range(self.num_codebooks):
+            logits = (residual @ metric) @ codebooks[b].T  # (..., W)
+            p = torch.softmax(logits / self.tau, dim=-1)  # softmax subtracts the row max
+            code = logits.argmax(dim=-1)
+            hard = torch.nn.functional.one_hot(code, self.num_codewords).to(x.dtype)
+            straight = hard + p - p.detach()
+            chosen = straight @ codebooks[b]  # forward value: codebooks[b, code]
+            residual = residual - chosen
+            reconstruction = reconstruction + chosen
+            codes.append(code)
+            probs.append(p)
+            one_hots.append(straight)
+        return QuantizerOutput(
+            codes=torch.stack(codes, dim=-1),
+            probs=torch.stack(probs, dim=-2),
+            one_hot=torch.stack(one_hots, dim=-2),
+            reconstruction=reconstruction,
+        )

@@ -1,0 +1,58 @@
+"""Developer and CI entry points: ``nox -s tests``, ``nox -s bench``, ``nox -s lint``.
+
+Torch is installed before the project so that pip never chooses a build on its own.
+``LISA_BENCH_TORCH`` is the pip requirement used for it (default ``torch==2.13.0``, a CPU
+wheel on the project's build machines) and ``LISA_BENCH_TORCH_INDEX`` an optional package
+index URL for it (a CPU-only or a CUDA-specific index of your choice).
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+PYTHON = os.environ.get("LISA_BENCH_PYTHON", "3.11")
+TORCH = os.environ.get("LISA_BENCH_TORCH", "torch==2.13.0")
+TORCH_INDEX = os.environ.get("LISA_BENCH_TORCH_INDEX", "")
+
+
+def _install(session: nox.Session, extras: str) -> None:
+    torch_args = [*TORCH.split()]
+    if TORCH_INDEX:
+        torch_args += ["--index-url", TORCH_INDEX]
+    session.install(*torch_args)
+    session.install("-e", f".[{extras}]")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the test suite (pytest; extra arguments go to pytest).
+
+    pytest exits with 5 when it collected no test; nox treats any non-zero exit as a
+    failure, so an empty run fails this session.
+    """
+    _install(session, "dev,gpu")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """The main job: time and memory of exact attention, SDPA and LISA over sequence length.
+
+    Extra arguments go to ``python -m harness bench`` (try ``-- --help``).
+    """
+    _install(session, "dev,gpu")
+    session.run("python", "-m", "harness", "bench", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check over the whole tree."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
