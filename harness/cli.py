@@ -8,7 +8,7 @@ import argparse
 import importlib
 
 # One line per sub-command module; add yours here.
-COMMAND_MODULES = ("harness.commands.bench", "harness.commands.methods")
+COMMAND_MODULES = ("harness.commands.bench",)
 
 
 def build_parser() -> argparse.ArgumentParser:
