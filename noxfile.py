@@ -56,3 +56,24 @@ def lint(session: nox.Session) -> None:
     session.install("ruff==0.17.6")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def memray(session: nox.Session) -> None:
+    """Largest feasible case of each method under memray: peaks and flame graphs
+    (results/memray/). Extra arguments go to ``python -m harness memray``."""
+    _install(session, "dev")
+    session.run("python", "-m", "harness", "memray", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def regress(session: nox.Session) -> None:
+    """Performance regression gate: ``nox -s regress -- BASE HEAD [options]``.
+
+    Times both commits interleaved on this machine; fails only on a change that is both
+    significant and larger than the benchmark's noise floor (see harness/regress_stats.py).
+    """
+    if len(session.posargs) < 2:
+        session.error("usage: nox -s regress -- BASE HEAD [--cases ...] [--rounds N]")
+    _install(session, "dev")
+    session.run("python", "-m", "harness", "regress", *session.posargs)

@@ -117,3 +117,31 @@ def run_case(
         return row
     row.update(status="ok", **timing.as_dict())
     return row
+
+
+# Cases the regression gate times by default: "<method>@<L>", small enough for a
+# pull-request run (each sample is repeated to last >= 20 ms).
+GATE_CASES = (
+    "exact (oracle)@1024",
+    "sdpa@1024",
+    "sdpa@4096",
+    "lisa W=16@1024",
+    "lisa W=16@4096",
+    "lisa W=128@4096",
+)
+
+
+def build_case(case_id: str) -> Callable[[], torch.Tensor]:
+    """The regression gate's entry point: "<method>@<L>" -> a no-argument forward call."""
+    name, _, length = case_id.rpartition("@")
+    if name not in METHODS or not length.isdigit():
+        raise ValueError(
+            f"unknown case {case_id!r}; expected '<method>@<L>' with method in {sorted(METHODS)}"
+        )
+    fn = METHODS[name].build(int(length), torch.device("cpu"), torch.Generator().manual_seed(0))
+
+    def call():
+        with torch.inference_mode():
+            return fn()
+
+    return call

@@ -8,7 +8,11 @@ import argparse
 import importlib
 
 # One line per sub-command module; add yours here.
-COMMAND_MODULES = ("harness.commands.bench",)
+COMMAND_MODULES = (
+    "harness.commands.bench",
+    "harness.commands.memray_report",
+    "harness.commands.regress",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

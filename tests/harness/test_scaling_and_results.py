@@ -75,3 +75,26 @@ def test_bench_rejects_bad_arguments(tmp_path):
     assert main(["bench", "--lengths", "0", "--output", str(tmp_path / "x.json")]) == 2
     with pytest.raises(SystemExit):
         main(["bench", "--methods", "nope"])
+
+
+def test_memray_command_writes_captures_flamegraphs_and_peaks(tmp_path, capsys):
+    pytest.importorskip("memray", reason="memray is not installed")
+    code = main(
+        [
+            "memray",
+            "--lengths",
+            "128",
+            "256",
+            "--methods",
+            "sdpa",
+            "lisa W=16",
+            "--output-dir",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    payload = json.loads((tmp_path / "memray.json").read_text())
+    assert [r["L"] for r in payload["rows"]] == [256, 256]
+    for row in payload["rows"]:
+        assert row["peak_bytes"] > 0
+        assert "<html" in (tmp_path / row["flamegraph"].split("/")[-1]).read_text()

@@ -1,0 +1,67 @@
+"""The gate's decision rule on simulated timings with known truth (seeded, deterministic).
+
+Noise model: each round shares a machine-load factor (log-normal, sd 0.15) that hits base
+and head alike, plus independent per-sample noise (log-normal, sd 0.05), plus 5% of
+samples inflated by up to 2x (outliers). The rule must flag a 1.3x slowdown nearly always
+and an unchanged method at most at its stated rate alpha."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from harness.regress_stats import judge, order_statistic_rank
+
+ROUNDS = 21
+ALPHA = 0.01
+
+
+def simulate(slowdown: float, rng: random.Random, rounds: int = ROUNDS):
+    base, head = [], []
+    for _ in range(rounds):
+        load = math.exp(rng.gauss(0, 0.15))
+
+        def sample(factor):
+            t = 0.010 * factor * load * math.exp(rng.gauss(0, 0.05))
+            return t * (1 + rng.random()) if rng.random() < 0.05 else t
+
+        base.append(sample(1.0))
+        head.append(sample(slowdown))
+    return base, head
+
+
+def test_order_statistic_rank_matches_the_binomial_tail():
+    assert order_statistic_rank(15, 0.01) == 3  # P(Bin(15, .5) <= 2) = 0.0037 <= 0.01 < 0.0176
+    assert order_statistic_rank(21, 0.01) == 5  # P(Bin(21, .5) <= 4) = 0.0036 <= 0.01 < 0.0133
+    assert order_statistic_rank(6, 0.01) is None  # 2^-6 = 0.0156 > 0.01
+    assert order_statistic_rank(7, 0.01) == 1
+
+
+def test_injected_slowdown_is_flagged_and_no_change_is_not():
+    rng = random.Random(20261127)
+    trials = 400
+    hits = sum(judge(*simulate(1.3, rng)).regression for _ in range(trials))
+    false_alarms = sum(judge(*simulate(1.0, rng)).regression for _ in range(trials))
+    improvements = sum(judge(*simulate(1 / 1.3, rng)).improvement for _ in range(trials))
+    assert hits >= 0.98 * trials, hits
+    assert improvements >= 0.98 * trials, improvements
+    # alpha bounds the false-alarm probability; allow binomial slack (mean 4 at most here)
+    assert false_alarms <= 12, false_alarms
+
+
+def test_a_significant_change_below_the_noise_floor_is_not_a_regression():
+    base = [0.010 * (1 + 0.01 * (i % 3)) for i in range(ROUNDS)]
+    head = [t * 1.03 for t in base]  # certainly slower, but only by 3% < 5% floor
+    verdict = judge(base, head)
+    assert verdict.low > 1.0 and not verdict.regression
+
+
+def test_judge_rejects_bad_input():
+    with pytest.raises(ValueError, match="paired"):
+        judge([1.0] * 10, [1.0] * 9)
+    with pytest.raises(ValueError, match="cannot reach alpha"):
+        judge([1.0] * 5, [1.0] * 5)
+    with pytest.raises(ValueError, match="positive and finite"):
+        judge([1.0] * 14 + [math.nan], [1.0] * 15)
