@@ -12,6 +12,7 @@ COMMAND_MODULES = (
     "harness.commands.bench",
     "harness.commands.memray_report",
     "harness.commands.regress",
+    "harness.commands.methods",
 )
 
 

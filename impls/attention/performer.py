@@ -1,0 +1,139 @@
+"""Performer FAVOR+ attention (Choromanski et al. 2021, "Rethinking Attention with Performers").
+
+Positive random features approximate the softmax kernel exp(<q, k> / sqrt(d)): with
+x' = x / d^(1/4) and rows w_r of a random matrix W (m x d)::
+
+    phi(x) = exp(W x' - |x'|^2 / 2) / sqrt(m),     E[phi(q)^T phi(k)] = exp(<q, k> / sqrt(d)).
+
+W has orthogonal rows in blocks of d (QR of a Gaussian matrix), each row rescaled by the
+norm of an independent Gaussian vector, so the rows keep the marginal N(0, I) law
+("positive orthogonal random features"). Attention is then kernel attention
+out_i = phi(q_i)^T S_i / phi(q_i)^T z_i (see ``impls.attention.linear``), causal by chunked
+prefix sums. Time O(L m (d + dv)), memory O(L m).
+
+Stabiliser (exp overflows otherwise): each query's features are divided by
+exp(max_r logit_r) (a per-query constant: it cancels in the ratio). Keys use a constant
+that must not look at the future: key j is expressed relative to m_j = max over keys
+j' <= j and features r of its logits (a running maximum), and query i combines key j with
+the factor exp(m_j - m_i) <= 1, which restores the common scale exactly. Bidirectional
+attention uses the maximum over all unpadded keys. The stabilisers are detached: they
+cancel mathematically, so their gradient is zero.
+
+Equals ``reference.exact_attention`` with scale 0 and bias log(phi(q_i)^T phi(k_j)) for the
+module's fixed W, and its error against softmax attention falls as m grows.
+Shapes: q/k (batch, heads, L, d), v (batch, heads, L, dv) -> (batch, heads, L, dv).
+``redraw()`` regenerates W from ``seed``; the same seed gives the same W.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from impls.attention._validation import check_attention_inputs, compute_dtype
+from impls.attention.linear import kernel_attention
+
+__all__ = ["PerformerAttention", "orthogonal_random_features"]
+
+_FLOOR = -1e30  # stand-in for "no key yet" in the running maximum (finite: no inf - inf)
+
+
+def orthogonal_random_features(num_features: int, dim: int, seed: int) -> Tensor:
+    """(num_features, dim) float64 matrix of block-orthogonal rows with chi(dim) norms."""
+    gen = torch.Generator().manual_seed(seed)
+    blocks = []
+    for _ in range(-(-num_features // dim)):
+        gaussian = torch.randn(dim, dim, generator=gen, dtype=torch.float64)
+        ortho, _ = torch.linalg.qr(gaussian)
+        blocks.append(ortho.T)
+    rows = torch.cat(blocks, dim=0)[:num_features]
+    norms = torch.randn(num_features, dim, generator=gen, dtype=torch.float64).norm(dim=1)
+    return rows * norms[:, None]
+
+
+class PerformerAttention(nn.Module):
+    """FAVOR+ attention; ``PerformerAttention(dim, heads, nb_features=256, seed=0)``.
+
+    One feature matrix is shared by all heads (so heads are treated identically).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int | None = None,
+        *,
+        nb_features: int = 256,
+        seed: int = 0,
+        chunk_size: int = 64,
+    ):
+        super().__init__()
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"performer: dim must be an int >= 1, got {dim!r}")
+        if not isinstance(nb_features, int) or nb_features < 1:
+            raise ValueError(f"performer: nb_features must be an int >= 1, got {nb_features!r}")
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"performer: chunk_size must be an int >= 1, got {chunk_size!r}")
+        self.dim, self.nb_features, self.seed, self.chunk_size = dim, nb_features, seed, chunk_size
+        self.register_buffer("projection", torch.empty(nb_features, dim, dtype=torch.float64))
+        self.redraw()
+
+    @torch.no_grad()
+    def redraw(self, seed: int | None = None) -> None:
+        """Regenerate the feature matrix from ``seed`` (default: the module's seed)."""
+        if seed is not None:
+            self.seed = seed
+        w = orthogonal_random_features(self.nb_features, self.dim, self.seed)
+        self.projection.copy_(w.to(self.projection.device))
+
+    def prepare(self, q=None, k=None, v=None, *, key_padding_mask=None) -> None:
+        """Harness hook: Performer learns nothing from data; it redraws W from its seed."""
+        self.redraw()
+
+    def logits(self, x: Tensor) -> Tensor:
+        """log(phi(x) * sqrt(m)) = W x' - |x'|^2 / 2, shape (..., m)."""
+        xs = x * self.dim**-0.25
+        w = self.projection.to(device=x.device, dtype=x.dtype)
+        return xs @ w.T - 0.5 * (xs * xs).sum(dim=-1, keepdim=True)
+
+    def forward(self, q, k, v, *, causal: bool = False, key_padding_mask=None) -> Tensor:
+        check_attention_inputs(
+            q, k, v, causal=causal, key_padding_mask=key_padding_mask, method="performer"
+        )
+        if q.shape[-1] != self.dim:
+            raise ValueError(f"performer: expected head dim {self.dim}, got q dim {q.shape[-1]}")
+        ct = compute_dtype(q.dtype)
+        lq = self.logits(q.to(ct))
+        lk = self.logits(k.to(ct))
+        phi_q = torch.exp(lq - lq.amax(dim=-1, keepdim=True).detach())
+        key_max = lk.amax(dim=-1).detach()  # (N, H, Lk)
+        if key_padding_mask is not None:
+            key_max = key_max.masked_fill(key_padding_mask[:, None, :], _FLOOR)
+        if causal:
+            level = torch.cummax(key_max, dim=-1).values
+            k_factor = level
+        else:
+            level = key_max.amax(dim=-1, keepdim=True).expand_as(key_max)
+            k_factor = None
+        exponent = lk - level[..., None]
+        if key_padding_mask is not None:
+            # -inf before exp (not 0 after it): exp of a padded key's exponent may be inf,
+            # and 0 * inf would poison the backward pass.
+            exponent = exponent.masked_fill(key_padding_mask[:, None, :, None], -torch.inf)
+        phi_k = torch.exp(exponent)
+        out = kernel_attention(
+            phi_q, phi_k, v.to(ct), causal=causal, chunk_size=self.chunk_size, k_factor=k_factor
+        )
+        return out.to(q.dtype)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, nb_features={self.nb_features}, seed={self.seed}"
+
+
+def performer_log_kernel(module: PerformerAttention, q: Tensor, k: Tensor) -> Tensor:
+    """log(phi(q_i)^T phi(k_j)) for all pairs, (N, H, Lq, Lk); for oracle identity checks."""
+    lq, lk = module.logits(q), module.logits(k)
+    return torch.logsumexp(lq[..., :, None, :] + lk[..., None, :, :], dim=-1) - math.log(
+        module.nb_features
+    )
