@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness.results import write_json_atomic
+
 
 class ErrorLog:
     def __init__(self):
@@ -28,7 +30,6 @@ def error_log():
     yield log
     root = Path(os.environ.get("LISA_BENCH_RESULTS", "results")) / "conformance"
     try:
-        root.mkdir(parents=True, exist_ok=True)
         payload = {
             "machine": {
                 "python": platform.python_version(),
@@ -38,6 +39,6 @@ def error_log():
             },
             "records": log.records,
         }
-        (root / "errors.json").write_text(json.dumps(payload, indent=1, default=str))
+        write_json_atomic(root / "errors.json", json.loads(json.dumps(payload, default=str)))
     except OSError:  # a read-only checkout must not fail the suite
         pass
