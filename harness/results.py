@@ -63,6 +63,9 @@ def write_json_atomic(path: str | os.PathLike, payload: dict) -> Path:
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are for everyone
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
