@@ -23,7 +23,7 @@ def simulate(slowdown: float, rng: random.Random, rounds: int = ROUNDS):
     for _ in range(rounds):
         load = math.exp(rng.gauss(0, 0.15))
 
-        def sample(factor):
+        def sample(factor, load=load):
             t = 0.010 * factor * load * math.exp(rng.gauss(0, 0.05))
             return t * (1 + rng.random()) if rng.random() < 0.05 else t
 
