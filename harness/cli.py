@@ -13,6 +13,7 @@ COMMAND_MODULES = (
     "harness.commands.memray_report",
     "harness.commands.regress",
     "harness.commands.methods",
+    "harness.commands.graph",
 )
 
 
