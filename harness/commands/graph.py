@@ -35,9 +35,16 @@ def register(subparsers) -> None:
         help="layer-wise samplers draw without replacement",
     )
     p.add_argument("--task", choices=("node", "link"), default="node")
-    p.add_argument("--data", choices=("synthetic", "movielens"), default="synthetic")
     p.add_argument(
-        "--data-dir", default=None, help="folder holding ml-100k.{inter,user,item,kg,link}"
+        "--data",
+        choices=("synthetic", "movielens", "ml-1m"),
+        default="synthetic",
+        help="movielens: ML-100K + KG; ml-1m: MovieLens-1M typed graph (both need --data-dir)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding ml-100k.{inter,user,item,kg,link} or ml-1m.{inter,item,user}",
     )
     p.add_argument(
         "--edges", type=int, default=100_000, help="synthetic graph size (generated edges)"
@@ -56,19 +63,20 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from harness.datasets import load_movielens_100k_kg, make_synthetic_graph
+    from harness.datasets import load_movielens_1m, load_movielens_100k_kg, make_synthetic_graph
     from harness.graph_training import TrainConfig, num_batches, train_graph_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.data == "movielens":
+    if args.data in ("movielens", "ml-1m"):
         if not args.data_dir:
             print(
-                "error: --data movielens needs --data-dir (recbole's ml-100k folder)",
+                f"error: --data {args.data} needs --data-dir (the folder of its atomic files)",
                 file=sys.stderr,
             )
             return 2
-        task = load_movielens_100k_kg(args.data_dir, seed=args.seed)
+        loader = load_movielens_100k_kg if args.data == "movielens" else load_movielens_1m
+        task = loader(args.data_dir, seed=args.seed)
     else:
         task = make_synthetic_graph(args.edges, seed=args.seed)
     cfg = TrainConfig(
