@@ -36,18 +36,47 @@ def tests(session: nox.Session) -> None:
     pytest exits with 5 when it collected no test; nox treats any non-zero exit as a
     failure, so an empty run fails this session.
     """
-    _install(session, "dev,gpu")
+    _install(session, "dev,gpu,graph")
     session.run("python", "-m", "pytest", *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """The main job: time and memory of exact attention, SDPA and LISA over sequence length.
+    """The main job: the scaling suite (pytest-benchmark underneath) over every available
+    registry method and the LISA operator rows, quick grid by default.
 
-    Extra arguments go to ``python -m harness bench`` (try ``-- --help``).
+    Extra arguments go to ``python -m harness bench``: ``-- --full`` for the whole grid,
+    ``-- --help`` for the rest.
     """
     _install(session, "dev,gpu")
     session.run("python", "-m", "harness", "bench", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def asv(session: nox.Session) -> None:
+    """asv benchmarks (benchmarks/), each run once, against this session's environment.
+
+    By default only L = 256 (``LISA_BENCH_ASV_LENGTHS`` overrides it; unset it and use
+    ``LISA_BENCH_ASV_FULL=1`` for the full grid). Extra arguments go to ``asv run`` (e.g.
+    ``-- --bench time_``). Results of ``--quick`` runs are not saved; for the history
+    dashboard run ``asv run`` / ``asv publish`` (see README).
+    """
+    _install(session, "dev")
+    env = {"LISA_BENCH_ASV_LENGTHS": os.environ.get("LISA_BENCH_ASV_LENGTHS", "256")}
+    if os.environ.get("LISA_BENCH_ASV_FULL"):
+        env = {}
+    session.run("asv", "machine", "--yes")
+    session.run(
+        "asv",
+        "run",
+        "--python=same",
+        "--quick",
+        "--show-stderr",
+        "--launch-method",
+        "forkserver",
+        *session.posargs,
+        env=env,
+    )
 
 
 @nox.session(python=PYTHON)

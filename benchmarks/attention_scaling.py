@@ -1,36 +1,119 @@
-"""asv benchmarks over the attention scaling workload of ``harness.attention_scaling``
-(one definition shared with ``nox -s bench``): forward time and peak memory of exact
-attention, SDPA and LISA against sequence length."""
+"""asv benchmarks over the attention workload of ``harness.workloads.attention`` (the one
+definition shared with ``nox -s bench`` and the regression gate): every available registry
+method and the LISA operator rows, batch 1, dim 128, forward and forward+backward, causal
+and bidirectional, over sequence length L.
+
+* ``AttentionScaling``: ``time_call`` (wall time of one call), ``peakmem_call`` (peak RSS
+  of the benchmark process, asv's measure: it includes the inputs built in ``setup``),
+  ``track_analytic_bytes`` (expected working bytes) and ``track_peak_over_analytic``
+  (memray peak of one call / analytic bytes: > 1 flags a stray L x L tensor).
+* ``AttentionErrorVsSoftmax`` / ``AttentionErrorVsIdentity``: ``track_error``, the
+  relative error of the forward output at small L against the float64 oracle: exact
+  softmax attention on the same q, k, v (the approximation error), or the output the
+  method's oracle identity predicts (the implementation error).
+
+Lengths: the quick grid; ``LISA_BENCH_ASV_FULL=1`` in the environment selects the full
+grid and ``LISA_BENCH_ASV_LENGTHS=256,1024`` a grid of your own. ``LISA_BENCH_DEVICE``
+picks the device (default: CUDA when available). A parameter combination a method does
+not support, or one that does not fit in memory, is skipped (``NotImplementedError`` in
+``setup``, asv's convention).
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+
 import torch
 
-from harness.attention_scaling import METHODS, available_memory_bytes
+from harness.measure import peak_memory_bytes
+from harness.workloads import attention as workload
 
-LENGTHS = [1_024, 4_096, 16_384]
+DEVICE = os.environ.get("LISA_BENCH_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+FULL = os.environ.get("LISA_BENCH_ASV_FULL", "") not in ("", "0")
+LENGTHS = list(workload.FULL_LENGTHS if FULL else workload.QUICK_LENGTHS)
+if os.environ.get("LISA_BENCH_ASV_LENGTHS"):  # e.g. "256" for a smoke run (nox -s asv)
+    LENGTHS = [int(n) for n in os.environ["LISA_BENCH_ASV_LENGTHS"].split(",")]
+ACCURACY_LENGTHS = [n for n in LENGTHS if n <= 1_024] or [min(LENGTHS)]  # builds (L, L)
+_ROWS, SKIPPED = workload.variants(DEVICE)
+VARIANTS = {v.label: v for v in _ROWS}
+METHODS = list(VARIANTS)
 
 
-class AttentionForward:
-    params = (list(METHODS), LENGTHS)
-    param_names = ["method", "L"]
+def _setup_case(method: str, mode: str, pass_: str, length: int) -> tuple:
+    variant = VARIANTS[method]
+    why = variant.mode_error(mode, DEVICE)
+    if why:
+        raise NotImplementedError(why)
+    case = workload.Case(method, length, mode, pass_, DEVICE)
+    need = workload.analytic_bytes(variant, case)
+    if need > 0.5 * workload.available_memory_bytes(DEVICE):
+        raise NotImplementedError(f"{case.id} needs ~{need / 2**30:.2f} GiB, more than half free")
+    return variant, case
+
+
+class AttentionScaling:
+    params = (METHODS, list(workload.MODES), list(workload.PASSES), LENGTHS)
+    param_names = ["method", "mode", "pass", "L"]
     timeout = 600
 
-    def setup(self, method: str, length: int) -> None:
-        spec = METHODS[method]
-        if spec.bytes_needed(length) > 0.5 * available_memory_bytes():
-            raise NotImplementedError(f"{method} at L={length} does not fit in memory here")
-        self.fn = spec.build(length, torch.device("cpu"), torch.Generator().manual_seed(0))
+    def setup(self, method: str, mode: str, pass_: str, length: int) -> None:
+        self.variant, self.case = _setup_case(method, mode, pass_, length)
+        self.fn = workload.prepare(self.variant, self.case)
 
-    def time_forward(self, method: str, length: int) -> None:
-        with torch.inference_mode():
-            self.fn()
+    def time_call(self, method: str, mode: str, pass_: str, length: int) -> None:
+        self.fn()
 
-    def peakmem_forward(self, method: str, length: int) -> None:
-        with torch.inference_mode():
-            self.fn()
+    def peakmem_call(self, method: str, mode: str, pass_: str, length: int) -> None:
+        self.fn()
 
-    def track_analytic_bytes(self, method: str, length: int) -> int:
-        return METHODS[method].bytes_needed(length)
+    def track_analytic_bytes(self, method: str, mode: str, pass_: str, length: int) -> int:
+        return workload.analytic_bytes(self.variant, self.case)
 
     track_analytic_bytes.unit = "bytes"
+
+    def track_peak_over_analytic(self, method: str, mode: str, pass_: str, length: int) -> float:
+        peak = peak_memory_bytes(self.fn, self.case.device)
+        if peak is None:
+            raise NotImplementedError("memray is not installed")
+        return peak / workload.analytic_bytes(self.variant, self.case)
+
+    track_peak_over_analytic.unit = "ratio"
+
+
+@functools.cache
+def _errors(method: str, mode: str, length: int) -> dict:
+    """Both errors of one case, computed once for the two accuracy classes."""
+    variant, case = _setup_case(method, mode, "forward", length)
+    return workload.errors_vs_oracle(variant, case)
+
+
+class _AttentionError:
+    """Relative error of one forward call against a float64 reference (small L)."""
+
+    params = (METHODS, list(workload.MODES), ACCURACY_LENGTHS)
+    param_names = ["method", "mode", "L"]
+    timeout = 600
+    reference = ""
+
+    def setup(self, method: str, mode: str, length: int) -> None:
+        self.error = _errors(method, mode, length)[self.reference]
+        if self.error is None:
+            raise NotImplementedError(f"{method} has no {self.reference} reference")
+
+    def track_error(self, method: str, mode: str, length: int) -> float:
+        return self.error
+
+    track_error.unit = "relative error"
+
+
+class AttentionErrorVsSoftmax(_AttentionError):
+    """Approximation error against exact softmax attention on the same q, k, v."""
+
+    reference = "softmax"
+
+
+class AttentionErrorVsIdentity(_AttentionError):
+    """Implementation error against the output the method's oracle identity predicts."""
+
+    reference = "identity"

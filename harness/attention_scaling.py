@@ -1,90 +1,80 @@
-"""The attention scaling workload: exact attention (the oracle), torch's
-scaled_dot_product_attention and the LISA operator, batch 1, over sequence length L.
+"""The attention scaling workload as the regression gate and ``python -m harness memray``
+see it: named forward cases over sequence length L, built from the one definition in
+:mod:`harness.workloads.attention` (every available registry method at batch 1, 1 head of
+dim 128, and the LISA operator rows ``lisa W=16`` / ``lisa W=128`` with B = 8 codebooks,
+dim 128, gamma = exp(-0.1), hard codes; inputs seeded).
 
-Settings (issue "Foundation"): causal; exact methods use 1 head of dim 128; LISA uses
-B = 8 codebooks of dim 128, W = 16 or 128 codewords, gamma = exp(-0.1), hard key codes.
-Inputs are seeded. A case whose analytic memory need exceeds the memory available is
-skipped and reported as such; an out-of-memory error is caught and reported too.
+``METHODS`` maps a row label to a :class:`Method` whose ``build(L, device, generator)``
+returns a no-argument causal forward call (bidirectional for bidirectional-only methods)
+and whose ``bytes_needed(L)`` is the analytic working memory. ``build_case`` and
+``GATE_CASES`` serve the regression gate: a case id is ``"<method>@<L>"``, optionally
+``"<method>@<L>:<mode>:<pass>"`` (e.g. ``"sdpa@1024:bidirectional:forward+backward"``).
 """
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
-from harness.measure import peak_memory_bytes, time_call
-from impls.attention.lisa import lisa_attention
-from reference.attention import exact_attention
+from harness.workloads import attention as workload
+from harness.workloads.attention import (
+    FULL_LENGTHS,
+    QUICK_LENGTHS,
+    Case,
+    Variant,
+    available_memory_bytes,
+)
 
-__all__ = ["Method", "METHODS", "run_case", "DEFAULT_LENGTHS", "QUICK_LENGTHS"]
+__all__ = [
+    "ALIASES",
+    "DEFAULT_LENGTHS",
+    "FULL_LENGTHS",
+    "GATE_CASES",
+    "METHODS",
+    "Method",
+    "QUICK_LENGTHS",
+    "available_memory_bytes",
+    "build_case",
+    "parse_case_id",
+    "run_case",
+]
 
 DEFAULT_LENGTHS = (1_024, 4_096, 16_384, 65_536)
-QUICK_LENGTHS = (256, 1_024, 4_096)
-DIM = 128
-BOOKS = 8
-GAMMA = math.exp(-0.1)
+# Labels used before rows came from the registry; still accepted in case ids.
+ALIASES = {"exact (oracle)": "oracle"}
 
 
 @dataclass(frozen=True)
 class Method:
+    """A forward case family of one row: ``build(L, device, generator) -> call``."""
+
     name: str
     build: Callable[[int, torch.device, torch.Generator], Callable[[], torch.Tensor]]
-    bytes_needed: Callable[[int], int]  # analytic working memory at length L (float32)
+    bytes_needed: Callable[[int], int]  # analytic working memory at length L
     params: dict = field(default_factory=dict)
+    mode: str = "causal"
 
 
-def _qkv(length: int, device: torch.device, g: torch.Generator):
-    shape = (1, 1, length, DIM)
-    return [torch.randn(shape, generator=g).to(device) for _ in range(3)]
+def _default_mode(variant: Variant, device: str) -> str:
+    return "causal" if variant.mode_error("causal", device) is None else "bidirectional"
 
 
-def _build_oracle(length, device, g):
-    q, k, v = _qkv(length, device, g)
-    return lambda: exact_attention(q, k, v, causal=True)
+def _method(variant: Variant) -> Method:
+    mode = _default_mode(variant, "cpu")
+
+    def build(length: int, device: torch.device, g: torch.Generator):
+        case = Case(variant.label, length, mode, "forward", torch.device(device).type)
+        return workload.prepare(variant, case, seed=g.initial_seed())
+
+    def bytes_needed(length: int) -> int:
+        return workload.analytic_bytes(variant, Case(variant.label, length, mode))
+
+    return Method(variant.label, build, bytes_needed, dict(variant.params), mode)
 
 
-def _build_sdpa(length, device, g):
-    q, k, v = _qkv(length, device, g)
-    return lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-
-
-def _lisa_builder(words: int):
-    def build(length, device, g):
-        query = torch.randn(1, BOOKS, length, DIM, generator=g).to(device)
-        codes = torch.randint(0, words, (1, BOOKS, length), generator=g).to(device)
-        kc = torch.randn(BOOKS, words, DIM, generator=g).to(device)
-        vc = torch.randn(BOOKS, words, DIM, generator=g).to(device)
-        return lambda: lisa_attention(query, codes, kc, vc, gamma=GAMMA, causal=True)
-
-    return build
-
-
-def _lisa_bytes(words: int) -> Callable[[int], int]:
-    # output (L, dv) + per-chunk state: a handful of (B, chunk, W) tensors
-    return lambda length: 4 * (length * DIM + 12 * BOOKS * 512 * words)
-
-
-METHODS: dict[str, Method] = {
-    "exact (oracle)": Method("exact (oracle)", _build_oracle, lambda n: 4 * 6 * n * n),
-    "sdpa": Method("sdpa", _build_sdpa, lambda n: 4 * 4 * n * DIM),
-    "lisa W=16": Method(
-        "lisa W=16", _lisa_builder(16), _lisa_bytes(16), {"B": BOOKS, "W": 16, "gamma": GAMMA}
-    ),
-    "lisa W=128": Method(
-        "lisa W=128", _lisa_builder(128), _lisa_bytes(128), {"B": BOOKS, "W": 128, "gamma": GAMMA}
-    ),
-}
-
-
-def available_memory_bytes() -> int:
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 8 * 2**30
+METHODS: dict[str, Method] = {v.label: _method(v) for v in workload.variants("cpu")[0]}
 
 
 def run_case(
@@ -97,26 +87,17 @@ def run_case(
     seed: int = 0,
     memory_fraction: float = 0.5,
 ) -> dict:
-    """Measure one (method, L) case. Returns a result row (JSON-serialisable)."""
-    row = {"method": method.name, "L": length, "params": method.params}
-    need = method.bytes_needed(length)
-    row["analytic_bytes"] = need
-    if device.type == "cpu" and need > memory_fraction * available_memory_bytes():
-        row["status"] = f"skipped (needs ~{need / 2**30:.1f} GiB)"
-        return row
-    g = torch.Generator().manual_seed(seed)
-    try:
-        fn = method.build(length, device, g)
-        with torch.inference_mode():
-            timing = time_call(fn, repeats=repeats, budget_s=budget_s, device=device)
-            row["peak_bytes"] = peak_memory_bytes(fn, device)
-    except (RuntimeError, MemoryError) as error:  # torch reports CPU OOM as RuntimeError
-        if "memory" not in str(error).lower():
-            raise
-        row["status"] = "skipped (out of memory)"
-        return row
-    row.update(status="ok", **timing.as_dict())
-    return row
+    """Measure one forward case of ``method`` (see :func:`harness.workloads.attention.run_case`)."""
+    variant = next(v for v in workload.variants(device)[0] if v.label == method.name)
+    case = Case(method.name, length, method.mode, "forward", torch.device(device).type)
+    return workload.run_case(
+        variant,
+        case,
+        seed=seed,
+        repeats=repeats,
+        budget_s=budget_s,
+        memory_fraction=memory_fraction,
+    )
 
 
 # Cases the regression gate times by default: "<method>@<L>", small enough for a
@@ -131,17 +112,33 @@ GATE_CASES = (
 )
 
 
-def build_case(case_id: str) -> Callable[[], torch.Tensor]:
-    """The regression gate's entry point: "<method>@<L>" -> a no-argument forward call."""
-    name, _, length = case_id.rpartition("@")
-    if name not in METHODS or not length.isdigit():
+def parse_case_id(case_id: str, device: str = "cpu") -> tuple[Variant, Case]:
+    """``"<method>@<L>[:<mode>[:<pass>]]"`` -> (row, case); ValueError when unknown."""
+    name, _, rest = case_id.rpartition("@")
+    length, *tail = rest.split(":")
+    name = ALIASES.get(name, name)
+    rows = {v.label: v for v in workload.variants(device)[0]}
+    if name not in rows or not length.isdigit() or len(tail) > 2:
         raise ValueError(
-            f"unknown case {case_id!r}; expected '<method>@<L>' with method in {sorted(METHODS)}"
+            f"unknown case {case_id!r}; expected '<method>@<L>[:<mode>[:<pass>]]' with method "
+            f"in {sorted(rows) + sorted(ALIASES)}"
         )
-    fn = METHODS[name].build(int(length), torch.device("cpu"), torch.Generator().manual_seed(0))
+    variant = rows[name]
+    mode = tail[0] if tail else _default_mode(variant, device)
+    pass_ = tail[1] if len(tail) > 1 else "forward"
+    if mode not in workload.MODES or pass_ not in workload.PASSES:
+        raise ValueError(
+            f"case {case_id!r}: mode must be one of {workload.MODES} and pass one of "
+            f"{workload.PASSES}"
+        )
+    why = variant.mode_error(mode, device)
+    if why:
+        raise ValueError(f"case {case_id!r}: {why}")
+    return variant, Case(name, int(length), mode, pass_, device)
 
-    def call():
-        with torch.inference_mode():
-            return fn()
 
-    return call
+def build_case(case_id: str) -> Callable[[], torch.Tensor]:
+    """The regression gate's entry point: a case id -> a no-argument call (forward under
+    inference mode unless the id asks for forward+backward), on the CPU, seed 0."""
+    variant, case = parse_case_id(case_id)
+    return workload.prepare(variant, case, seed=0)

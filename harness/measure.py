@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Timing", "time_call", "peak_memory_bytes"]
+__all__ = ["Timing", "time_call", "time_once", "peak_memory_bytes"]
 
 
 @dataclass
@@ -34,7 +34,9 @@ class Timing:
         return {"median_s": self.median_s, "q1_s": self.q1_s, "q3_s": self.q3_s, "runs": self.runs}
 
 
-def _timed(fn: Callable[[], object], device: torch.device) -> float:
+def time_once(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds of one call of ``fn()``: CUDA events after synchronisation on CUDA, the
+    wall clock elsewhere."""
     if device.type == "cuda":
         start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         torch.cuda.synchronize(device)
@@ -59,11 +61,11 @@ def time_call(
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     device = torch.device(device)
-    warm = _timed(fn, device)
+    warm = time_once(fn, device)
     samples: list[float] = []
     spent = warm
     while len(samples) < repeats and (not samples or spent < budget_s):
-        samples.append(_timed(fn, device))
+        samples.append(time_once(fn, device))
         spent += samples[-1]
     if len(samples) >= 4:
         q1, _, q3 = statistics.quantiles(samples, n=4)

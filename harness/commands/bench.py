@@ -1,181 +1,267 @@
-"""``python -m harness bench``: forward time and peak memory of exact attention, SDPA and
-LISA over sequence length, with speed-ups, fitted exponents and crossover lengths."""
+"""``python -m harness bench``: the scaling benchmark suite (``nox -s bench``).
+
+Runs the attention workload (``harness.workloads.attention``: every available registry
+method and the LISA operator rows, batch 1, dim 128, forward and forward+backward, causal
+and bidirectional) through pytest-benchmark, quick grid L = 256, 1,024, 4,096 by default
+and ``--full`` for L = 256 .. 65,536. Prints one table per mode and pass with median time,
+IQR, peak memory, analytic bytes, speed-up and memory ratio against SDPA and the oracle
+measured in the same run; then the fitted exponents of time and memory against L with
+95% intervals and the crossover lengths. Writes the results JSON (machine fingerprint,
+config hash, library versions; atomically), log-log PNG plots, and compares with the
+previous run of the same config on the same machine, marking changes beyond noise.
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from harness.attention_scaling import DEFAULT_LENGTHS, METHODS, QUICK_LENGTHS, run_case
+from harness import bench_report
 from harness.results import config_hash, machine_fingerprint, write_json_atomic
-from harness.scaling import crossover_length, fit_exponent
+from harness.workloads import FAMILIES, family_module
+from harness.workloads import attention as workload
 
-BASELINE = "sdpa"
-ORACLE = "exact (oracle)"
+SCHEMA = "lisa-bench/bench/2"
+VERSIONED = ("torch", "numpy", "pytest", "pytest-benchmark", "memray", "matplotlib", "xformers")
+
+
+def _method_choices() -> list[str]:
+    try:
+        rows, skipped = workload.variants("cpu")
+    except Exception:  # a broken external method must not hide --help
+        return []
+    return sorted({v.label for v in rows} | {s["method"] for s in skipped} | {"sdpa flash bf16"})
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "bench", help="attention scaling benchmark (the main job)", description=__doc__
+        "bench", help="scaling benchmark suite (the main job)", description=__doc__
     )
+    p.add_argument("--family", choices=sorted(FAMILIES), default="attention")
+    grid = p.add_mutually_exclusive_group()
+    grid.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"short grid L = {' '.join(map(str, workload.QUICK_LENGTHS))} (the default)",
+    )
+    grid.add_argument(
+        "--full",
+        action="store_true",
+        help=f"whole grid L = {' '.join(map(str, workload.FULL_LENGTHS))}",
+    )
+    grid.add_argument("--lengths", type=int, nargs="+", default=None, help="your own grid")
+    choices = _method_choices()
     p.add_argument(
-        "--lengths",
-        type=int,
+        "--methods",
         nargs="+",
+        choices=choices or None,
         default=None,
-        help=f"sequence lengths (default {' '.join(map(str, DEFAULT_LENGTHS))})",
+        help="rows to run (default: every available one)",
     )
     p.add_argument(
-        "--quick", action="store_true", help=f"short grid {' '.join(map(str, QUICK_LENGTHS))}"
+        "--method",
+        action="append",
+        default=[],
+        metavar="MODULE:ATTR",
+        help="add an unpublished registry method (repeatable)",
     )
-    p.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=list(METHODS))
-    p.add_argument("--repeats", type=int, default=5, help="timed calls per case (median)")
+    p.add_argument("--modes", nargs="+", choices=workload.MODES, default=list(workload.MODES))
+    p.add_argument("--passes", nargs="+", choices=workload.PASSES, default=list(workload.PASSES))
+    p.add_argument("--repeats", type=int, default=5, help="most timed calls per case")
     p.add_argument(
         "--budget",
         type=float,
-        default=20.0,
-        help="stop repeating a case after this many seconds (>= 1 timed call)",
+        default=None,
+        help="seconds of timed calls per case before fewer repeats are used (at least 3 "
+        "calls); default 2 for the quick grid, 20 for --full",
     )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--output", default="results/attention-scaling.json")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's choice); recorded in the machine "
+        "fingerprint. 1 avoids thread-barrier stalls on a machine shared with other jobs",
+    )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--memory-fraction", type=float, default=0.5)
+    p.add_argument("--output", default="results/attention-scaling.json")
+    p.add_argument("--plots-dir", default="results/plots")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument(
+        "--history-dir",
+        default="results/bench-history",
+        help="last run per machine fingerprint and config hash (for the comparison)",
+    )
+    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
 
-def _fmt_time(s):
-    return "-" if s is None else (f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.2f} s")
+def library_versions() -> dict:
+    out = {"python": sys.version.split()[0]}
+    for name in VERSIONED:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
 
 
-def _fmt_bytes(b):
-    return "-" if b is None else f"{b / 2**20:.1f} MiB"
-
-
-def _fmt_ratio(a, b):
-    return "-" if a is None or b is None or a == 0 else f"{b / a:.1f}x"
-
-
-def render_table(rows: list[dict]) -> str:
-    by_key = {(r["method"], r["L"]): r for r in rows}
-    header = ("method", "L", "median", "IQR", "peak mem", "speed-up vs sdpa", "vs oracle", "status")
-    lines = []
-    for r in rows:
-        t = r.get("median_s")
-        base = by_key.get((BASELINE, r["L"]), {}).get("median_s")
-        oracle = by_key.get((ORACLE, r["L"]), {}).get("median_s")
-        iqr = "-" if t is None else f"{_fmt_time(r['q1_s'])}..{_fmt_time(r['q3_s'])}"
-        lines.append(
-            (
-                r["method"],
-                str(r["L"]),
-                _fmt_time(t),
-                iqr,
-                _fmt_bytes(r.get("peak_bytes")),
-                _fmt_ratio(t, base),
-                _fmt_ratio(t, oracle),
-                r["status"],
-            )
-        )
-    widths = [max(len(h), *(len(x[i]) for x in lines)) for i, h in enumerate(header)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-    out.append("  ".join("-" * w for w in widths))
-    out += ["  ".join(c.ljust(w) for c, w in zip(x, widths, strict=True)) for x in lines]
-    return "\n".join(out)
-
-
-def summarise(rows: list[dict], methods: list[str], lengths: list[int]) -> dict:
-    by_key = {(r["method"], r["L"]): r for r in rows}
-    summary = {}
-    for m in methods:
-        ts = [by_key[(m, n)].get("median_s") for n in lengths]
-        ms = [by_key[(m, n)].get("peak_bytes") for n in lengths]
-        entry = {
-            "time_exponent": fit_exponent(lengths, ts),
-            "memory_exponent": fit_exponent(lengths, ms),
-        }
-        if m != BASELINE and BASELINE in methods:
-            base = [by_key[(BASELINE, n)].get("median_s") for n in lengths]
-            entry["crossover_vs_sdpa"] = crossover_length(lengths, ts, base)
-        summary[m] = entry
-    return summary
-
-
-def render_summary(summary: dict) -> str:
-    def exp(e):
-        return "-" if e is None else f"{e[0]:.2f} [{e[1]:.2f}, {e[2]:.2f}]"
-
-    out = ["", "fitted exponents (value ~ L^k, 95% interval) and crossover against sdpa:"]
-    for m, e in summary.items():
-        line = (
-            f"  {m:16s} time k = {exp(e['time_exponent'])}; memory k = {exp(e['memory_exponent'])}"
-        )
-        if "crossover_vs_sdpa" in e:
-            kind, where = e["crossover_vs_sdpa"]
-            line += {
-                "at": f"; beats sdpa from L ~ {where:,.0f}" if where else "",
-                "below": f"; beats sdpa at every L (from {where:,})",
-                "above": f"; slower than sdpa up to L = {where:,}",
-                "n/a": "; no crossover data",
-            }[kind]
-        out.append(line)
-    return "\n".join(out)
+def _load(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def run(args) -> int:
-    lengths = args.lengths or list(QUICK_LENGTHS if args.quick else DEFAULT_LENGTHS)
+    if args.family != "attention":
+        _module, reason = family_module(args.family)
+        print(
+            f"family {args.family!r} cannot run here: {reason or 'not wired yet'}", file=sys.stderr
+        )
+        return 2
+    lengths = args.lengths or list(workload.FULL_LENGTHS if args.full else workload.QUICK_LENGTHS)
     if any(n < 1 for n in lengths):
         print("--lengths must all be >= 1", file=sys.stderr)
         return 2
     if args.repeats < 1:
         print("--repeats must be >= 1", file=sys.stderr)
         return 2
+    if args.threads is not None and args.threads < 1:
+        print("--threads must be >= 1", file=sys.stderr)
+        return 2
+    threads = torch.get_num_threads()
+    try:
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        return _run(args, lengths)
+    finally:
+        torch.set_num_threads(threads)  # the command may run inside another program
+
+
+def _run(args, lengths: list[int]) -> int:
+    budget = args.budget if args.budget is not None else (20.0 if args.full else 2.0)
+    try:
+        from harness.bench_pytest import BenchPlugin, run_plan
+    except ImportError as error:
+        print(f"bench needs pytest and pytest-benchmark (the dev extra): {error}", file=sys.stderr)
+        return 2
     device = torch.device(args.device)
-    cases = [(m, n) for n in sorted(lengths) for m in args.methods]
-    rows = []
-    started = time.perf_counter()
-    progress = tqdm(cases, desc="bench", unit="case", file=sys.stderr)
-    for name, length in progress:
-        progress.set_postfix_str(f"{name} L={length}")
-        rows.append(
-            run_case(
-                METHODS[name],
-                length,
-                repeats=args.repeats,
-                budget_s=args.budget,
-                device=device,
-                seed=args.seed,
-            )
+    try:
+        plan = workload.make_plan(
+            lengths,
+            methods=args.methods,
+            modes=args.modes,
+            passes=args.passes,
+            device=device,
+            extra=args.method,
         )
-    progress.close()
-    wall = time.perf_counter() - started
-    summary = summarise(rows, args.methods, sorted(lengths))
-    print(render_table(rows))
-    print(render_summary(summary))
+    except ValueError as error:
+        print(f"bench: {error}", file=sys.stderr)
+        return 2
+    for s in plan.skipped_methods:
+        print(f"skipped {s['method']}: {s['reason']}")
+    for s in plan.skipped_modes:
+        print(f"skipped {s['method']} {s['mode']}: {s['reason']}")
+
     config = {
-        "lengths": sorted(lengths),
-        "methods": args.methods,
+        "family": "attention",
+        "lengths": sorted(set(lengths)),
+        "methods": [
+            {"label": v.label, "dtype": v.dtype, "params": v.params} for v in plan.variants
+        ],
+        "modes": list(args.modes),
+        "passes": list(args.passes),
         "repeats": args.repeats,
-        "budget_s": args.budget,
-        "device": str(device),
+        "budget_s": budget,
+        "device": device.type,
         "seed": args.seed,
-        "dtype": "float32",
-        "batch": 1,
-        "dim": 128,
-        "causal": True,
+        "batch": workload.BATCH,
+        "heads": workload.HEADS,
+        "dim": workload.DIM,
     }
+    machine = machine_fingerprint()
+    cfg_hash, machine_hash = config_hash(config), config_hash(machine)
+    history = Path(args.history_dir) / f"attention-{machine_hash}-{cfg_hash}.json"
+    previous = _load(history)
+
+    plugin = BenchPlugin(
+        plan,
+        repeats=args.repeats,
+        budget_s=budget,
+        seed=args.seed,
+        memory_fraction=args.memory_fraction,
+        progress=not args.no_progress,
+    )
+    started = time.perf_counter()
+    code, rows = run_plan(plugin)
+    wall = time.perf_counter() - started
+    for problem in plugin.problems:
+        print(problem, file=sys.stderr)
+
+    changes = bench_report.compare_runs(rows, previous["rows"]) if previous else {}
+    expected = {
+        v.label: (v.spec.time_exponent, v.spec.memory_exponent)
+        for v in plan.variants
+        if v.spec is not None
+    }
+    summary = bench_report.summarise(
+        rows, baseline=workload.BASELINE, oracle=workload.ORACLE, expected=expected
+    )
+    print(
+        bench_report.render_tables(
+            rows, baseline=workload.BASELINE, oracle=workload.ORACLE, changes=changes
+        )
+    )
+    print(bench_report.render_summary(summary, baseline=workload.BASELINE, oracle=workload.ORACLE))
+    print(bench_report.render_comparison(changes, previous["created"] if previous else None))
+
+    plots: list[str] = []
+    if not args.no_plots:
+        from harness.plots import PlotsUnavailable, plot_rows
+
+        try:
+            plots = [str(p) for p in plot_rows(rows, args.plots_dir, family="attention")]
+        except PlotsUnavailable as error:
+            print(f"\n{error}", file=sys.stderr)
+
     payload = {
-        "schema": "lisa-bench/attention-scaling/1",
+        "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(),
-        "machine": machine_fingerprint(),
+        "machine": machine,
+        "machine_hash": machine_hash,
+        "versions": library_versions(),
         "config": config,
-        "config_hash": config_hash(config),
+        "config_hash": cfg_hash,
         "wall_s": wall,
+        "skipped_methods": plan.skipped_methods,
+        "skipped_modes": plan.skipped_modes,
         "rows": rows,
         "summary": summary,
+        "comparison": {
+            "previous_created": previous["created"] if previous else None,
+            "changes": changes,
+        },
+        "plots": plots,
     }
     path = write_json_atomic(args.output, payload)
-    print(f"\nwall time {wall:.1f} s; results written to {path}")
-    return 0
+    write_json_atomic(history, payload)
+    print(
+        f"\nwall time {wall:.1f} s; results written to {path}"
+        + (f"; plots: {', '.join(plots)}" if plots else "")
+    )
+    errors = [r for r in rows if r["status"].startswith("error")]
+    if plugin.problems or len(rows) != len(plan.cases) or errors:
+        print(
+            f"bench: {len(errors)} case(s) failed, {len(plugin.problems)} problem(s)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0 if code in (0, 5) else 1

@@ -57,22 +57,50 @@ def test_config_hash_is_stable_and_sensitive():
 
 
 def test_bench_command_runs_a_tiny_grid_and_writes_results(tmp_path, capsys):
+    from harness.workloads.attention import variants
+
     out = tmp_path / "bench.json"
-    code = main(["bench", "--lengths", "64", "128", "--repeats", "1", "--output", str(out)])
+    code = main(
+        [
+            "bench",
+            "--lengths",
+            "64",
+            "128",
+            "--modes",
+            "bidirectional",
+            "--passes",
+            "forward",
+            "--repeats",
+            "1",
+            "--output",
+            str(out),
+            "--history-dir",
+            str(tmp_path / "history"),
+            "--no-plots",
+            "--no-progress",
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
-    assert "lisa W=16" in printed and "fitted exponents" in printed
+    assert "lisa W=16" in printed and "scaling, bidirectional/forward" in printed
     payload = json.loads(out.read_text())
     assert payload["machine"]["torch"] and payload["config_hash"]
     rows = payload["rows"]
-    assert {r["method"] for r in rows} == {"exact (oracle)", "sdpa", "lisa W=16", "lisa W=128"}
+    expected = {v.label for v in variants("cpu")[0]}
+    assert {"oracle", "sdpa", "lisa W=16", "lisa W=128"} <= expected
+    assert {r["method"] for r in rows} == expected
     assert all(r["status"] == "ok" and r["median_s"] > 0 for r in rows)
     assert all(r["peak_bytes"] is None or r["peak_bytes"] > 0 for r in rows)
-    assert math.isfinite(payload["summary"]["sdpa"]["time_exponent"][0])
+    assert len(rows) == 2 * len(expected)
+    assert math.isfinite(payload["summary"]["bidirectional/forward"]["sdpa"]["time_exponent"][0])
 
 
 def test_bench_rejects_bad_arguments(tmp_path):
     assert main(["bench", "--lengths", "0", "--output", str(tmp_path / "x.json")]) == 2
+    assert main(["bench", "--threads", "0", "--output", str(tmp_path / "x.json")]) == 2
+    assert main(["bench", "--family", "graph", "--output", str(tmp_path / "x.json")]) == 2
     with pytest.raises(SystemExit):
         main(["bench", "--methods", "nope"])
 

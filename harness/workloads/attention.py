@@ -1,0 +1,570 @@
+"""The attention workload: one definition of the grid that ``nox -s bench``, asv and the
+regression gate measure.
+
+Rows (``Variant``):
+
+* every method of the registry (``impls.registry.all_methods()``) that can run on the
+  chosen device, batch 1, 1 head of dim 128, float32 (a method that cannot run here is
+  listed as skipped with the registry's reason); methods with learned state are built by
+  ``impls.registry.build`` with a seeded calibration batch of the workload distribution
+  (never the measured inputs);
+* the LISA operator rows of the foundation comparison, ``lisa W=16`` and ``lisa W=128``:
+  ``impls.attention.lisa.lisa_attention`` with B = 8 codebooks, dim 128, gamma =
+  exp(-0.1), hard key codes drawn uniformly;
+* on CUDA, ``sdpa flash bf16``: SDPA restricted to the flash backend (which needs a half
+  dtype), so the flash kernel is measured and not whichever backend SDPA picks.
+
+Columns (``Case``): sequence length L (quick grid 256, 1,024, 4,096; full grid 256 ..
+65,536), mode (causal, bidirectional; a mode the method refuses through
+``impls.registry.check_request`` is skipped with its reason) and pass (forward; forward
+and backward with gradients w.r.t. every floating input).
+
+Each case carries its analytic working memory (``analytic_bytes``: the bytes a correct
+implementation allocates during one call, inputs excluded), so a measured peak far above
+it exposes a stray L x L tensor. A case whose analytic need exceeds a fraction of the
+available memory is skipped before it is built, and an out-of-memory error while running
+is reported as "skipped (OOM)".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from harness.measure import peak_memory_bytes, time_call
+from impls import registry
+from impls.registry import MethodSpec
+
+__all__ = [
+    "BASELINE",
+    "ORACLE",
+    "QUICK_LENGTHS",
+    "FULL_LENGTHS",
+    "MODES",
+    "PASSES",
+    "Case",
+    "Plan",
+    "Variant",
+    "analytic_bytes",
+    "available_memory_bytes",
+    "is_oom",
+    "errors_vs_oracle",
+    "make_plan",
+    "prepare",
+    "run_case",
+    "variants",
+]
+
+QUICK_LENGTHS = (256, 1_024, 4_096)
+FULL_LENGTHS = (256, 1_024, 4_096, 16_384, 65_536)
+MODES = ("causal", "bidirectional")
+PASSES = ("forward", "forward+backward")
+BATCH, HEADS, DIM = 1, 1, 128
+BOOKS = 8  # LISA operator rows
+GAMMA = math.exp(-0.1)
+LISA_WORDS = (16, 128)
+CAL_BATCH, CAL_LENGTH, CAL_SEED_OFFSET = 1, 1_024, 1_000_003
+BASELINE = "sdpa"  # exact attention every row is compared with (same run)
+ORACLE = "oracle"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the workload: a registry method or a LISA operator setting."""
+
+    label: str
+    kind: str  # "registry" | "lisa_operator" | "sdpa_flash"
+    spec: MethodSpec | None = None
+    words: int | None = None
+    dtype: str = "float32"
+    params: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def mode_error(self, mode: str, device: str) -> str | None:
+        """Why this row cannot run in ``mode`` on ``device`` (None when it can)."""
+        if self.spec is None:
+            return None
+        try:
+            registry.check_request(
+                self.spec,
+                causal=mode == "causal",
+                dtype=DTYPES[self.dtype],
+                device=device,
+                head_dim=DIM,
+            )
+        except ValueError as error:
+            return str(error)
+        return None
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measured point: a row at one length, mode and pass, on one device."""
+
+    method: str
+    length: int
+    mode: str = "causal"
+    pass_: str = "forward"
+    device: str = "cpu"
+
+    @property
+    def causal(self) -> bool:
+        return self.mode == "causal"
+
+    @property
+    def backward(self) -> bool:
+        return self.pass_ == "forward+backward"
+
+    @property
+    def id(self) -> str:
+        return f"{self.method}|{self.mode}|{self.pass_}|L={self.length}"
+
+    def as_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "L": self.length,
+            "mode": self.mode,
+            "pass": self.pass_,
+            "device": self.device,
+        }
+
+
+@dataclass
+class Plan:
+    """The grid to measure, with what was left out and why."""
+
+    variants: list[Variant]
+    cases: list[Case]
+    skipped_methods: list[dict]  # {"method", "reason"}: cannot run here at all
+    skipped_modes: list[dict]  # {"method", "mode", "reason"}: refused by check_request
+
+    def variant(self, label: str) -> Variant:
+        for v in self.variants:
+            if v.label == label:
+                return v
+        raise KeyError(label)
+
+
+def _lisa_variant(words: int) -> Variant:
+    return Variant(
+        f"lisa W={words}",
+        "lisa_operator",
+        words=words,
+        params={"B": BOOKS, "W": words, "gamma": GAMMA, "codes": "hard"},
+    )
+
+
+def variants(
+    device: str | torch.device = "cpu", *, extra: Sequence[str] = ()
+) -> tuple[list[Variant], list[dict]]:
+    """(rows that can run on ``device``, [{"method", "reason"}] for those that cannot)."""
+    device = torch.device(device).type
+    rows: list[Variant] = []
+    skipped: list[dict] = []
+    for spec in registry.all_methods(extra):
+        ok, reason = registry.availability(spec)
+        if ok and device not in spec.capabilities.devices:
+            ok, reason = False, f"does not run on {device} (devices: {spec.capabilities.devices})"
+        if ok and torch.float32 not in spec.capabilities.dtypes:
+            ok, reason = False, "does not support float32"
+        if not ok:
+            skipped.append({"method": spec.name, "reason": reason})
+            continue
+        rows.append(Variant(spec.name, "registry", spec=spec, params=dict(spec.hyperparameters)))
+    rows += [_lisa_variant(w) for w in LISA_WORDS]
+    if device == "cuda":
+        rows.append(
+            Variant("sdpa flash bf16", "sdpa_flash", dtype="bfloat16", params={"backend": "flash"})
+        )
+    return rows, skipped
+
+
+def make_plan(
+    lengths: Sequence[int] = QUICK_LENGTHS,
+    *,
+    methods: Sequence[str] | None = None,
+    modes: Sequence[str] = MODES,
+    passes: Sequence[str] = PASSES,
+    device: str | torch.device = "cpu",
+    extra: Sequence[str] = (),
+) -> Plan:
+    """The grid: every runnable row x length x supported mode x pass (sorted by length, so
+    the short cases run first)."""
+    device = torch.device(device).type
+    rows, skipped = variants(device, extra=extra)
+    if methods is not None:
+        known = {v.label for v in rows} | {s["method"] for s in skipped}
+        unknown = [m for m in methods if m not in known]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; known: {sorted(known)}")
+        rows = [v for v in rows if v.label in methods]
+        skipped = [s for s in skipped if s["method"] in methods]
+    for name, values, allowed in (("mode", modes, MODES), ("pass", passes, PASSES)):
+        bad = [x for x in values if x not in allowed]
+        if bad:
+            raise ValueError(f"unknown {name}(s) {bad}; known: {list(allowed)}")
+    skipped_modes = []
+    usable: list[tuple[Variant, str]] = []
+    for v in rows:
+        for mode in modes:
+            why = v.mode_error(mode, device)
+            if why is None:
+                usable.append((v, mode))
+            else:
+                skipped_modes.append({"method": v.label, "mode": mode, "reason": why})
+    cases = [
+        Case(v.label, n, mode, p, device)
+        for n in sorted(set(lengths))
+        for v, mode in usable
+        for p in passes
+    ]
+    return Plan(rows, cases, skipped, skipped_modes)
+
+
+# --------------------------------------------------------------------------------------
+# Analytic bytes: what a correct implementation allocates during one call (inputs
+# excluded), float32 unless the row says otherwise. Linear-memory methods are bounded by a
+# few (L, d)-sized buffers plus their chunk/window/feature state; the oracle holds a few
+# (L, L) matrices. Coefficients are generous upper bounds, not fits: the point is that a
+# stray (L, L) tensor in a linear method makes the measured peak overshoot by orders of
+# magnitude at long L.
+
+_LINEAR_SLACK = 2**20  # per-call fixed overhead (per-thread buffers, small temporaries)
+
+
+def _registry_bytes(spec: MethodSpec, n: int, backward: bool, item: int) -> int:
+    hp = spec.hyperparameters
+    d = DIM
+    rows = BATCH * HEADS
+    grad = 3 if backward else 1  # backward keeps activations and writes 3 input grads
+    per_token = {
+        "oracle": None,
+        "sdpa": 4 * d,
+        "xformers_mea": 4 * d,
+        "lisa_kmeans": 8 * d + 4 * hp.get("codewords", 64),
+        "linear": 8 * d,
+        "performer": 8 * d + 6 * hp.get("nb_features", 256),
+        "local_window": 8 * d + 6 * hp.get("window", 64),
+        "lsh": hp.get("n_hashes", 2) * (20 * d + 8 * hp.get("bucket_size", 32)),
+        "linformer": 8 * d + 6 * hp.get("proj_len", 64),
+    }
+    chunk_state = {  # per-chunk state; a chunk never exceeds the sequence
+        "linear": 4 * min(hp.get("chunk_size", 64), n) * d * d // 8,
+        "performer": 2 * min(hp.get("chunk_size", 64), n) * hp.get("nb_features", 256) * d,
+        "lisa_kmeans": 12 * min(hp.get("chunk_size", 256), n) * hp.get("codewords", 64),
+    }
+    if spec.name == "oracle" or (spec.name not in per_token and spec.memory_exponent > 1.5):
+        # scores, mask, softmax and its temporaries: a handful of (L, L) matrices
+        squares = (10 if backward else 6) * n ** max(2.0, spec.memory_exponent)
+        return int(item * rows * (squares + 4 * n * d))
+    tokens = per_token.get(spec.name) or 12 * d
+    return int(item * rows * grad * (tokens * n + chunk_state.get(spec.name, 0)) + _LINEAR_SLACK)
+
+
+def _lisa_bytes(words: int, n: int, backward: bool, item: int = 4) -> int:
+    # output (L, dv), the per-chunk (B, chunk, W) score/state tensors; backward also keeps
+    # the per-chunk activations and a gradient of the (B, L, d) query
+    chunk = min(512, n)
+    forward = n * DIM + 12 * BOOKS * chunk * words
+    if not backward:
+        return item * forward
+    return item * (3 * forward + 3 * BOOKS * n * DIM + 4 * BOOKS * n * words)
+
+
+def analytic_bytes(variant: Variant, case: Case) -> int:
+    """Expected working bytes of one call of ``case`` (see the comment above)."""
+    item = torch.empty((), dtype=DTYPES[variant.dtype]).element_size()
+    if variant.kind == "lisa_operator":
+        return _lisa_bytes(variant.words, case.length, case.backward, item)
+    if variant.kind == "sdpa_flash":
+        grad = 3 if case.backward else 1
+        return item * grad * 4 * case.length * DIM + _LINEAR_SLACK
+    return _registry_bytes(variant.spec, case.length, case.backward, item)
+
+
+# --------------------------------------------------------------------------------------
+# Building a case
+
+
+def available_memory_bytes(device: str | torch.device = "cpu") -> int:
+    """Free memory of ``device`` now (CUDA: free device memory; CPU: available pages)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8 * 2**30
+
+
+def _randn(shape, gen, device, dtype, grad):
+    x = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
+    return x.requires_grad_(grad)
+
+
+def _case_seed(seed: int, case: Case) -> int:
+    return seed * 1_000_003 + case.length  # same inputs for every method at one length
+
+
+# built (and calibrated) methods, reused across lengths: key -> (spec, method)
+_BUILT: dict[tuple, tuple[MethodSpec, object]] = {}
+
+
+def build_method(spec: MethodSpec, device: torch.device, dtype: torch.dtype, seed: int = 0):
+    """``impls.registry.build`` with the registry defaults, on ``device``; a method with
+    learned state is calibrated on a seeded batch of the workload distribution (standard
+    normal q, k, v of length ``CAL_LENGTH``, drawn from ``seed`` + an offset, never the
+    measured inputs). Built once per (spec object, device, dtype, seed) and reused:
+    building is set-up (random features, k-means), not part of any measured call."""
+    key = (spec.name, spec.source, str(device), str(dtype), seed)
+    if key not in _BUILT or _BUILT[key][0] is not spec:
+        calibration = None
+        if spec.calibrate:
+            cal_gen = torch.Generator().manual_seed(seed * 1_000_003 + CAL_SEED_OFFSET)
+            shape = (CAL_BATCH, HEADS, CAL_LENGTH, DIM)
+            calibration = [_randn(shape, cal_gen, device, dtype, False) for _ in range(3)]
+        attn = registry.build(spec, DIM, HEADS, calibration=calibration)
+        if isinstance(attn, torch.nn.Module):
+            attn = attn.to(device)
+        _BUILT[key] = (spec, attn)
+    return _BUILT[key][1]
+
+
+def _build_registry(variant: Variant, case: Case, gen, device, dtype, seed):
+    attn = build_method(variant.spec, device, dtype, seed)
+    q, k, v = (
+        _randn((BATCH, HEADS, case.length, DIM), gen, device, dtype, case.backward)
+        for _ in range(3)
+    )
+    call = lambda: attn(q, k, v, causal=case.causal)  # noqa: E731
+    call.attn = attn
+    return call, (q, k, v)
+
+
+def _build_lisa(variant: Variant, case: Case, gen, device, dtype, seed):
+    from impls.attention.lisa import lisa_attention
+
+    words = variant.words
+    query = _randn((BATCH, BOOKS, case.length, DIM), gen, device, dtype, case.backward)
+    codes = torch.randint(0, words, (BATCH, BOOKS, case.length), generator=gen).to(device)
+    kc = _randn((BOOKS, words, DIM), gen, device, dtype, case.backward)
+    vc = _randn((BOOKS, words, DIM), gen, device, dtype, case.backward)
+
+    def call():
+        return lisa_attention(query, codes, kc, vc, gamma=GAMMA, causal=case.causal)
+
+    call.codes = codes
+    return call, (query, kc, vc)
+
+
+def _build_sdpa_flash(variant: Variant, case: Case, gen, device, dtype, seed):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    q, k, v = (
+        _randn((BATCH, HEADS, case.length, DIM), gen, device, dtype, case.backward)
+        for _ in range(3)
+    )
+
+    def call():
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=case.causal)
+
+    return call, (q, k, v)
+
+
+_BUILDERS = {
+    "registry": _build_registry,
+    "lisa_operator": _build_lisa,
+    "sdpa_flash": _build_sdpa_flash,
+}
+
+
+def prepare(variant: Variant, case: Case, *, seed: int = 0) -> Callable[[], object]:
+    """A no-argument callable running ``case`` once: the forward under inference mode, or
+    forward and backward (gradients of every floating input are reset before each call,
+    so repeated calls do the same work)."""
+    device = torch.device(case.device)
+    gen = torch.Generator().manual_seed(_case_seed(seed, case))
+    forward, leaves = _BUILDERS[variant.kind](
+        variant, case, gen, device, DTYPES[variant.dtype], seed
+    )
+    if not case.backward:
+
+        def run_forward():
+            with torch.inference_mode():
+                return forward()
+
+        return run_forward
+    grad_gen = torch.Generator().manual_seed(_case_seed(seed, case) + 1)
+    with torch.no_grad():
+        shape = forward().shape
+    grad_out = torch.randn(shape, generator=grad_gen).to(device=device, dtype=DTYPES[variant.dtype])
+
+    def run_forward_backward():
+        for leaf in leaves:
+            leaf.grad = None
+        out = forward()
+        out.backward(grad_out)
+        return out
+
+    return run_forward_backward
+
+
+# --------------------------------------------------------------------------------------
+# Measuring a case
+
+
+def is_oom(error: BaseException) -> bool:
+    """True for out-of-memory errors (CPU allocators raise RuntimeError mentioning memory)."""
+    if isinstance(error, MemoryError):
+        return True
+    oom_type = getattr(torch, "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(error, oom_type):
+        return True
+    text = str(error).lower()
+    markers = ("out of memory", "can't allocate", "not enough memory", "failed to allocate")
+    return isinstance(error, RuntimeError) and any(m in text for m in markers)
+
+
+def _stats(samples: Sequence[float]) -> dict:
+    """Median and quartiles of timed samples (the same rule as ``harness.measure``)."""
+    if len(samples) >= 4:
+        q1, _, q3 = statistics.quantiles(samples, n=4)
+    else:
+        q1, q3 = min(samples), max(samples)
+    return {"median_s": statistics.median(samples), "q1_s": q1, "q3_s": q3, "runs": len(samples)}
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
+
+
+def run_case(
+    variant: Variant,
+    case: Case,
+    *,
+    seed: int = 0,
+    memory_fraction: float = 0.5,
+    timer: Callable[[Callable[[], object]], Sequence[float] | dict] | None = None,
+    repeats: int = 5,
+    budget_s: float = 20.0,
+    measure_memory: bool = True,
+) -> dict:
+    """Measure one case; returns a JSON-serialisable row whose ``status`` is "ok",
+    "skipped (...)" or "error: ...".
+
+    ``timer(fn)`` returns timed samples of ``fn()`` (seconds) or a dict of statistics; by
+    default ``harness.measure.time_call`` (CUDA events on CUDA). Peak memory is one extra
+    call under ``harness.measure.peak_memory_bytes`` (memray on CPU, max_memory_allocated
+    after a reset on CUDA)."""
+    row = {**case.as_dict(), "params": variant.params, "dtype": variant.dtype}
+    need = analytic_bytes(variant, case)
+    row["analytic_bytes"] = need
+    device = torch.device(case.device)
+    if need > memory_fraction * available_memory_bytes(device):
+        row["status"] = f"skipped (needs ~{_human_bytes(need)})"
+        return row
+    fn = None
+    try:
+        fn = prepare(variant, case, seed=seed)
+        if timer is None:
+            timing = time_call(fn, repeats=repeats, budget_s=budget_s, device=device).as_dict()
+        else:
+            measured = timer(fn)
+            timing = measured if isinstance(measured, dict) else _stats(measured)
+        row.update(timing)
+        row["peak_bytes"] = peak_memory_bytes(fn, device) if measure_memory else None
+    except Exception as error:  # noqa: BLE001 - a benchmark row reports, never crashes
+        if is_oom(error):
+            row["status"] = "skipped (OOM)"
+        else:
+            row["status"] = f"error: {type(error).__name__}: {error}"[:300]
+        return row
+    finally:
+        del fn
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    row["status"] = "ok"
+    if row.get("peak_bytes"):
+        row["peak_over_analytic"] = row["peak_bytes"] / need
+    return row
+
+
+def case_row_key(row: dict) -> tuple:
+    """The identity of a result row across runs (method, L, mode, pass, device)."""
+    return (row["method"], row["L"], row.get("mode", "causal"), row.get("pass", "forward"))
+
+
+def describe_plan(plan: Plan) -> dict:
+    """The plan as JSON (for result files and config hashes)."""
+    return {
+        "methods": [
+            {"label": v.label, "kind": v.kind, "dtype": v.dtype, "params": v.params}
+            for v in plan.variants
+        ],
+        "skipped_methods": plan.skipped_methods,
+        "skipped_modes": plan.skipped_modes,
+        "cases": [asdict(c) for c in plan.cases],
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Accuracy at small L (asv track_ benchmarks)
+
+
+def _rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    out, ref = out.double(), ref.double()
+    return float(torch.linalg.vector_norm(out - ref) / torch.linalg.vector_norm(ref))
+
+
+def errors_vs_oracle(variant: Variant, case: Case, *, seed: int = 0) -> dict[str, float | None]:
+    """Relative error ||out - ref|| / ||ref|| of one forward call (the measured inputs)
+    against the float64 oracle: ``softmax``, exact softmax attention on the same q, k, v
+    (the method's approximation error; None for the LISA operator rows, which take codes
+    and not keys); ``identity``, the output the method's oracle identity predicts (its
+    implementation error; None when the registry states none). Builds (L, L) matrices:
+    small L only."""
+    from reference.attention import exact_attention
+
+    device = torch.device(case.device)
+    gen = torch.Generator().manual_seed(_case_seed(seed, case))
+    forward_case = Case(case.method, case.length, case.mode, "forward", case.device)
+    call, leaves = _BUILDERS[variant.kind](
+        variant, forward_case, gen, device, DTYPES[variant.dtype], seed
+    )
+    with torch.inference_mode():
+        out = call()
+    if variant.kind == "lisa_operator":
+        query, kc, vc = (t.double() for t in leaves)
+        codes = call.codes
+        books = torch.arange(BOOKS, device=device)[None, :, None]
+        i = torch.arange(case.length, device=device, dtype=torch.float64)
+        bias = math.log(GAMMA) * (i[:, None] - i[None, :]).abs()
+        ref = exact_attention(
+            query, kc[books, codes], vc[books, codes], causal=case.causal, bias=bias
+        ).sum(dim=1)
+        return {"softmax": None, "identity": _rel_error(out, ref)}
+    if variant.kind == "sdpa_flash":
+        q, k, v = (t.double() for t in leaves)
+        return {
+            "softmax": _rel_error(out, exact_attention(q, k, v, causal=case.causal)),
+            "identity": None,
+        }
+    q, k, v = (t.double() for t in leaves)
+    errors = {"softmax": _rel_error(out, exact_attention(q, k, v, causal=case.causal))}
+    spec = variant.spec
+    errors["identity"] = None
+    if spec is not None and spec.oracle_reference is not None:
+        ref = spec.oracle_reference(call.attn, q, k, v, causal=case.causal, key_padding_mask=None)
+        errors["identity"] = _rel_error(out, ref)
+    return errors
