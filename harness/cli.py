@@ -14,6 +14,9 @@ COMMAND_MODULES = (
     "harness.commands.regress",
     "harness.commands.methods",
     "harness.commands.graph",
+    "harness.commands.fetch_data",
+    "harness.commands.seqrec",
+    "harness.commands.leaderboard",
 )
 
 

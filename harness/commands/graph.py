@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 __all__ = ["register", "run"]
 
@@ -44,7 +45,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--data-dir",
         default=None,
-        help="folder holding ml-100k.{inter,user,item,kg,link} or ml-1m.{inter,item,user}",
+        help="folder holding ml-100k.{inter,user,item,kg,link} or ml-1m.{inter,item,user} "
+        "(default: the fetch-data cache)",
     )
     p.add_argument(
         "--edges", type=int, default=100_000, help="synthetic graph size (generated edges)"
@@ -69,14 +71,19 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.data in ("movielens", "ml-1m"):
-        if not args.data_dir:
+        from harness.tasks.data import data_dir
+
+        name = "ml-100k" if args.data == "movielens" else "ml-1m"
+        folder = args.data_dir or str(data_dir() / name)
+        if not (Path(folder) / f"{name}.inter").is_file():
             print(
-                f"error: --data {args.data} needs --data-dir (the folder of its atomic files)",
+                f"error: {folder} has no {name}.inter; run `python -m harness fetch-data "
+                f"{name}` or pass --data-dir (the folder of its atomic files)",
                 file=sys.stderr,
             )
             return 2
         loader = load_movielens_100k_kg if args.data == "movielens" else load_movielens_1m
-        task = loader(args.data_dir, seed=args.seed)
+        task = loader(folder, seed=args.seed)
     else:
         task = make_synthetic_graph(args.edges, seed=args.seed)
     cfg = TrainConfig(

@@ -158,11 +158,12 @@ def test_graph_command_prints_one_record_per_epoch(capsys):
     )
 
 
-def test_graph_command_rejects_bad_arguments(capsys):
+def test_graph_command_rejects_bad_arguments(capsys, tmp_path):
     with pytest.raises(SystemExit):
         main(["graph", "--sampler", "nope"])
-    assert main(["graph", "--data", "movielens", "--no-progress"]) == 2
-    assert "--data-dir" in capsys.readouterr().err
+    assert main(["graph", "--data", "movielens", "--data-dir", str(tmp_path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "fetch-data ml-100k" in err and "--data-dir" in err
     assert main(["graph", "--edges", "2000", "--budget", "0", "--no-progress"]) == 2
 
 

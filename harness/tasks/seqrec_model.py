@@ -1,0 +1,198 @@
+"""A SASRec-style one-block model with a pluggable attention layer.
+
+Input: item ids ``seq`` (batch, L), left-padded with 0 (``mask = seq == 0``, True =
+padded). With E the item embeddings (n + 1, D) and P the learned positions (L_max, D)::
+
+    e = dropout(E[seq])                               (batch, L, D); padded rows zeroed
+    a = attention(e, causal=True, key_padding_mask=mask)
+    h = LayerNorm(e + P[0..L-1] + dropout(a))         positions join the residual stream
+    h = LayerNorm(h + dropout(FFN(h)))                FFN: Linear(D, D) - ReLU - Linear(D, D)
+    score(h_l, item i) = <h_l, T[i]>                  T = E (LISA-Mini: its target codes)
+
+The attention layer sees the item embeddings themselves (LISA's quantiser encodes items;
+positions enter through the residual stream, the authors' set-up), the same for every
+method. Training loss (per non-padded position l, target ``seq_{l+1}``, one uniform
+negative ``n_l``)::
+
+    BCE(sigmoid(score(h_l, seq_{l+1})), 1) + BCE(sigmoid(score(h_l, n_l)), 0)
+    (+ LISA-Soft's quantisation regulariser)
+
+Attention layers: ``lisa-base``, ``lisa-soft``, ``lisa-mini`` are
+``impls.attention.lisa_layers``; any registry method (``exact`` = ``sdpa``) goes through
+:class:`RegistryAttentionLayer`: x -> q, k, v by three D x D projections, one head of dim
+D, the registry operator with ``causal=True`` and the key padding mask, an output
+projection. Methods that cannot attend causally are refused with a ValueError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from impls import registry
+
+__all__ = [
+    "LISA_LAYERS",
+    "RegistryAttentionLayer",
+    "SASRec",
+    "canonical_method",
+    "make_attention_layer",
+]
+
+LISA_LAYERS = ("lisa-base", "lisa-soft", "lisa-mini")
+ALIASES = {"exact": "sdpa"}
+
+
+def canonical_method(name: str) -> str:
+    """``lisa_base``/``LISA-Base`` -> ``lisa-base``; ``exact`` -> ``sdpa``; others as given."""
+    low = name.lower().replace("_", "-")
+    if low in LISA_LAYERS:
+        return low
+    return ALIASES.get(name, name)
+
+
+class RegistryAttentionLayer(nn.Module):
+    """A registry operator as a layer: one head of dim D with q/k/v/output projections.
+
+    ``forward(x (batch, L, D), *, causal, key_padding_mask (batch, L)) -> (batch, L, D)``.
+    Methods with ``calibrate=True`` must be ``calibrate``-d (on a seeded batch of the
+    training distribution, never on the inputs being attended) before the first forward;
+    the trainer re-calibrates at the start of every epoch."""
+
+    def __init__(self, spec: registry.MethodSpec, d_model: int, **hyperparameters: Any):
+        super().__init__()
+        ok, reason = registry.availability(spec)
+        if not ok:
+            raise ValueError(f"method {spec.name!r} cannot run here: {reason}")
+        registry.check_request(
+            spec, causal=True, dtype=torch.float32, device="cpu", head_dim=d_model, key_padding=True
+        )
+        self.spec = spec
+        self.d_model = d_model
+        self.hyperparameters = dict(hyperparameters)
+        self.w_query = nn.Linear(d_model, d_model, bias=False)
+        self.w_key = nn.Linear(d_model, d_model, bias=False)
+        self.w_value = nn.Linear(d_model, d_model, bias=False)
+        self.w_out = nn.Linear(d_model, d_model)
+        self.attn: Any = None
+        if not spec.calibrate:
+            self._set_attn(registry.build(spec, d_model, 1, **self.hyperparameters))
+
+    def _set_attn(self, attn: Any) -> None:
+        if isinstance(attn, nn.Module):
+            self.attn = attn  # registered: buffers follow .to() and deepcopy
+        else:
+            if "attn" in self._modules:
+                del self._modules["attn"]
+            object.__setattr__(self, "attn", attn)
+
+    def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return tuple(w(x)[:, None] for w in (self.w_query, self.w_key, self.w_value))
+
+    @torch.no_grad()
+    def calibrate(self, x: Tensor, key_padding_mask: Tensor | None = None) -> None:
+        """Fit the method's state on x (batch, L, D) via ``registry.build`` (no-op for
+        methods without ``calibrate``)."""
+        if not self.spec.calibrate:
+            return
+        q, k, v = self._qkv(x)
+        self._set_attn(
+            registry.build(
+                self.spec,
+                self.d_model,
+                1,
+                calibration=(q, k, v),
+                calibration_mask=key_padding_mask,
+                **self.hyperparameters,
+            )
+        )
+
+    def forward(
+        self, x: Tensor, *, causal: bool = True, key_padding_mask: Tensor | None = None
+    ) -> Tensor:
+        if self.attn is None:
+            raise RuntimeError(
+                f"method {self.spec.name!r} needs calibrate(x) on a calibration batch first"
+            )
+        q, k, v = self._qkv(x)
+        out = self.attn(q, k, v, causal=causal, key_padding_mask=key_padding_mask)
+        return self.w_out(out[:, 0])
+
+
+def make_attention_layer(
+    method: str, d_model: int, *, extra: Sequence[str] = (), **hyperparameters: Any
+) -> nn.Module:
+    """The attention layer for ``method`` (a LISA layer name, a registry name or
+    ``module:attr``); ValueError naming the method when it cannot serve causal use."""
+    name = canonical_method(method)
+    if name in LISA_LAYERS:
+        from impls.attention.lisa_layers import LISABase, LISAMini, LISASoft
+
+        cls = {"lisa-base": LISABase, "lisa-soft": LISASoft, "lisa-mini": LISAMini}[name]
+        return cls(d_model, **hyperparameters)
+    spec = registry.get_method(name, extra)
+    return RegistryAttentionLayer(spec, d_model, **hyperparameters)
+
+
+class SASRec(nn.Module):
+    """One-block SASRec with a pluggable attention layer (see the module docstring)."""
+
+    def __init__(
+        self,
+        num_items: int,
+        attention: nn.Module,
+        *,
+        d_model: int,
+        max_len: int,
+        dropout: float = 0.1,
+    ):
+        super().__init__()
+        if num_items < 1 or d_model < 1 or max_len < 1:
+            raise ValueError("num_items, d_model and max_len must be >= 1")
+        self.num_items, self.d_model, self.max_len = num_items, d_model, max_len
+        self.item_emb = nn.Embedding(num_items + 1, d_model, padding_idx=0)
+        self.pos_emb = nn.Embedding(max_len, d_model)
+        self.attention = attention
+        self.dropout = nn.Dropout(dropout)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.ffn = nn.Sequential(
+            nn.Linear(d_model, d_model), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_model, d_model)
+        )
+
+    def embed(self, seq: Tensor) -> tuple[Tensor, Tensor]:
+        """(dropout(E[seq]) with padded rows zeroed, mask)."""
+        mask = seq == 0
+        e = self.dropout(self.item_emb(seq)) * (~mask)[..., None]
+        return e, mask
+
+    def forward(self, seq: Tensor) -> Tensor:
+        """seq (batch, L) item ids, 0 = padding, L <= max_len -> h (batch, L, D)."""
+        if seq.dim() != 2 or seq.shape[1] > self.max_len:
+            raise ValueError(f"seq must be (batch, L <= {self.max_len}), got {tuple(seq.shape)}")
+        e, mask = self.embed(seq)
+        a = self.attention(e, causal=True, key_padding_mask=mask)
+        pos = self.pos_emb(torch.arange(seq.shape[1], device=seq.device))
+        h = self.norm1(e + pos + self.dropout(a))
+        h = self.norm2(h + self.dropout(self.ffn(h)))
+        return h * (~mask)[..., None]
+
+    def item_vectors(self, ids: Tensor) -> Tensor:
+        """Target representations T[ids] (..., D): raw embeddings, or for LISA-Mini their
+        reconstruction by its target quantiser (straight-through)."""
+        emb = self.item_emb(ids)
+        target_quantizer = getattr(self.attention, "target_quantizer", None)
+        if target_quantizer is not None:
+            return target_quantizer(emb).reconstruction
+        return emb
+
+    def score(self, h: Tensor, ids: Tensor) -> Tensor:
+        """h (..., D), ids (..., m) -> scores (..., m)."""
+        return (h[..., None, :] * self.item_vectors(ids)).sum(-1)
+
+    def regularizer(self) -> Tensor | None:
+        """LISA-Soft's quantisation MSE from the last forward (None for other layers)."""
+        return getattr(self.attention, "regularizer", None)

@@ -1,0 +1,298 @@
+"""Training and evaluation of the SASRec-style model (the authors' protocol).
+
+* Data: ``load_task`` gives the protocol's splits for ``synthetic`` (the seeded default),
+  ``ml-100k`` or ``ml-1m`` (fetched files, see ``harness.tasks.data``) or an atomic file.
+* Training: each user's training sequence s_1..s_{T-2}; inputs s_1..s_{T-3}, targets
+  s_2..s_{T-2}, both windowed to the last ``max_len`` events and left-padded; next-item
+  BCE at every position with one negative per position drawn uniformly from 1..n (seeded;
+  SASRec's sampler); Adam (lr 1e-3, betas (0.9, 0.98)); users shuffled per epoch (seeded).
+* Early stopping: validation NDCG@10 after every epoch; stop after ``patience`` epochs
+  without improvement; the best model is restored and evaluated on the test split.
+* Reported cost: wall time of each epoch's training pass (evaluation excluded; median
+  over epochs, the first excluded when there are several), the peak heap allocated
+  during one training step (forward, backward and optimiser step on a full batch, on a
+  copy of the model) recorded by
+  ``harness.measure.peak_memory_bytes`` (memray; None without memray), and the process's
+  peak resident set size (``ru_maxrss``: everything the process ever held, data included).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import resource
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from harness.tasks.data import dataset_path, read_atomic, sha256_file
+from harness.tasks.metrics import ranking_metrics, ranks
+from harness.tasks.seqrec_data import (
+    EvalSplit,
+    SeqRecData,
+    build_sequences,
+    leave_last_out,
+    sequences_checksum,
+)
+from harness.tasks.seqrec_model import SASRec, canonical_method, make_attention_layer
+from harness.tasks.synthetic import SyntheticConfig, synthetic_events
+
+__all__ = [
+    "TrainConfig",
+    "SeqRecTask",
+    "evaluate",
+    "left_pad",
+    "load_task",
+    "random_ranker_metrics",
+    "train_and_evaluate",
+]
+
+DATASET_CHOICES = ("synthetic", "ml-100k", "ml-1m")
+
+
+@dataclass
+class TrainConfig:
+    d_model: int = 64
+    max_len: int = 50
+    batch_size: int = 128
+    epochs: int = 30
+    patience: int = 3
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.98)
+    dropout: float = 0.1
+    reg_weight: float = 1.0  # weight of LISA-Soft's regulariser
+    seed: int = 0
+    eval_batch_size: int = 512
+    calibration_users: int = 64
+    measure_memory: bool = True
+
+    def check(self) -> None:
+        for name in ("d_model", "max_len", "batch_size", "epochs", "eval_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+
+
+@dataclass
+class SeqRecTask:
+    data: SeqRecData
+    train: list[np.ndarray]
+    valid: EvalSplit
+    test: EvalSplit
+
+
+def load_task(
+    dataset: str = "synthetic",
+    *,
+    path: str | None = None,
+    num_negatives: int = 100,
+    seed: int = 0,
+    synthetic: SyntheticConfig | None = None,
+    data_root: str | None = None,
+) -> SeqRecTask:
+    """The protocol's splits for ``dataset`` (``synthetic``, ``ml-100k``, ``ml-1m``), or
+    for an atomic ``.inter`` file at ``path``. Negatives are drawn with ``seed``."""
+    if path is not None:
+        events = read_atomic(path)
+        data = build_sequences(events, name=Path(path).name, checksum=sha256_file(path))
+    elif dataset == "synthetic":
+        data = build_sequences(synthetic_events(synthetic), name="synthetic")
+        data.checksum = sequences_checksum(data)
+    elif dataset in ("ml-100k", "ml-1m"):
+        file = dataset_path(dataset, root=data_root)
+        data = build_sequences(read_atomic(file), name=dataset, checksum=sha256_file(file))
+    else:
+        raise ValueError(f"dataset must be one of {DATASET_CHOICES}, got {dataset!r}")
+    train, valid, test = leave_last_out(data, num_negatives=num_negatives, seed=seed)
+    return SeqRecTask(data=data, train=train, valid=valid, test=test)
+
+
+def left_pad(seqs: list[np.ndarray], max_len: int) -> Tensor:
+    """Last ``max_len`` items of each sequence, left-padded with 0: (batch, width) int64,
+    width = min(max_len, longest sequence) (at least 1)."""
+    width = max(1, min(max_len, max((len(s) for s in seqs), default=1)))
+    out = np.zeros((len(seqs), width), dtype=np.int64)
+    for row, seq in enumerate(seqs):
+        tail = seq[-width:]
+        if len(tail):
+            out[row, width - len(tail) :] = tail
+    return torch.from_numpy(out)
+
+
+def _training_tensors(train: list[np.ndarray], max_len: int) -> tuple[Tensor, Tensor]:
+    inputs = left_pad([s[:-1] for s in train], max_len)
+    targets = left_pad([s[1:] for s in train], max_len)
+    # left_pad aligns both on the right: target at column c follows input at column c.
+    return inputs, targets
+
+
+@torch.no_grad()
+def evaluate(model: SASRec, split: EvalSplit, *, max_len: int, batch_size: int) -> dict:
+    """HR@5/10, NDCG@5/10 of ``split`` (target ranked against its negatives)."""
+    model.eval()
+    all_ranks = []
+    for start in range(0, len(split.inputs), batch_size):
+        seqs = left_pad(split.inputs[start : start + batch_size], max_len)
+        h = model(seqs)[:, -1]  # last position (sequences are right-aligned)
+        target = torch.from_numpy(split.targets[start : start + batch_size])
+        negatives = torch.from_numpy(split.negatives[start : start + batch_size])
+        candidates = torch.cat([target[:, None], negatives], dim=1)
+        scores = model.score(h, candidates)
+        all_ranks.append(ranks(scores[:, 0], scores[:, 1:]))
+    return ranking_metrics(torch.cat(all_ranks))
+
+
+def _loss(model: SASRec, inputs: Tensor, targets: Tensor, gen: torch.Generator, reg_weight: float):
+    h = model(inputs)
+    valid = targets > 0
+    negatives = torch.randint(1, model.num_items + 1, targets.shape, generator=gen)
+    pos = model.score(h, targets[..., None])[..., 0]
+    neg = model.score(h, negatives[..., None])[..., 0]
+    bce = nn.functional.binary_cross_entropy_with_logits
+    loss = bce(pos[valid], torch.ones_like(pos[valid])) + bce(
+        neg[valid], torch.zeros_like(neg[valid])
+    )
+    reg = model.regularizer()
+    if reg is not None:
+        loss = loss + reg_weight * reg
+    return loss
+
+
+def _calibrate(model: SASRec, inputs: Tensor, users: int, gen: torch.Generator) -> None:
+    layer = model.attention
+    if not hasattr(layer, "calibrate"):
+        return
+    pick = torch.randperm(inputs.shape[0], generator=gen)[:users]
+    with torch.no_grad():
+        was = model.training
+        model.eval()
+        e, mask = model.embed(inputs[pick])
+        layer.calibrate(e, mask)
+        model.train(was)
+
+
+def train_and_evaluate(
+    task: SeqRecTask,
+    method: str,
+    config: TrainConfig | None = None,
+    *,
+    extra: tuple[str, ...] = (),
+    hyperparameters: dict[str, Any] | None = None,
+    progress: bool = True,
+    log=None,
+) -> dict:
+    """Train ``method``'s model on ``task``; returns a JSON-ready record (see module)."""
+    from tqdm import tqdm
+
+    from harness.measure import peak_memory_bytes
+
+    cfg = config or TrainConfig()
+    cfg.check()
+    torch.manual_seed(cfg.seed)
+    layer = make_attention_layer(method, cfg.d_model, extra=extra, **(hyperparameters or {}))
+    model = SASRec(
+        task.data.num_items, layer, d_model=cfg.d_model, max_len=cfg.max_len, dropout=cfg.dropout
+    )
+    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
+    inputs, targets = _training_tensors(task.train, cfg.max_len)
+    keep = (targets > 0).any(dim=1)  # users with at least one training pair
+    inputs, targets = inputs[keep], targets[keep]
+    gen = torch.Generator().manual_seed(cfg.seed)
+    n_batches = math.ceil(inputs.shape[0] / cfg.batch_size)
+    best, best_score, best_epoch, stale = None, -math.inf, 0, 0
+    history, epoch_times = [], []
+    say = log or (lambda msg: print(msg, file=sys.stderr))
+    for epoch in range(1, cfg.epochs + 1):
+        _calibrate(model, inputs, cfg.calibration_users, gen)
+        model.train()
+        order = torch.randperm(inputs.shape[0], generator=gen)
+        begin = time.perf_counter()
+        total = 0.0
+        bar = tqdm(
+            range(n_batches),
+            desc=f"{canonical_method(method)} epoch {epoch}",
+            disable=not progress,
+            leave=False,
+            file=sys.stderr,
+        )
+        for b in bar:
+            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            optimiser.zero_grad(set_to_none=True)
+            loss = _loss(model, inputs[idx], targets[idx], gen, cfg.reg_weight)
+            loss.backward()
+            optimiser.step()
+            total += loss.item()
+            bar.set_postfix(loss=f"{total / (b + 1):.4f}")
+        epoch_times.append(time.perf_counter() - begin)
+        valid = evaluate(model, task.valid, max_len=cfg.max_len, batch_size=cfg.eval_batch_size)
+        history.append({"epoch": epoch, "loss": total / n_batches, **valid})
+        if progress:
+            say(
+                f"epoch {epoch}: loss {total / n_batches:.4f}  valid NDCG@10 "
+                f"{valid['NDCG@10']:.4f}  HR@10 {valid['HR@10']:.4f}  {epoch_times[-1]:.2f}s"
+            )
+        if valid["NDCG@10"] > best_score:
+            best, best_score, best_epoch, stale = copy.deepcopy(model), valid["NDCG@10"], epoch, 0
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    assert best is not None
+    test = evaluate(best, task.test, max_len=cfg.max_len, batch_size=cfg.eval_batch_size)
+    valid_best = history[best_epoch - 1]
+    peak = None
+    if cfg.measure_memory:
+        probe = copy.deepcopy(best)
+        probe.train()
+        probe_opt = torch.optim.Adam(probe.parameters(), lr=cfg.lr, betas=cfg.betas)
+        idx = torch.arange(min(cfg.batch_size, inputs.shape[0]))
+        probe_gen = torch.Generator().manual_seed(cfg.seed)
+
+        def step():
+            probe_opt.zero_grad(set_to_none=True)
+            _loss(probe, inputs[idx], targets[idx], probe_gen, cfg.reg_weight).backward()
+            probe_opt.step()
+
+        step()  # Adam allocates its state on the first step; measure a steady-state step
+        peak = peak_memory_bytes(step)
+    return {
+        "method": canonical_method(method),
+        "dataset": task.data.name,
+        "data_checksum": task.data.checksum,
+        "users": len(task.data.sequences),
+        "items": task.data.num_items,
+        "events": task.data.num_events,
+        "config": {**asdict(cfg), "betas": list(cfg.betas)},
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "epochs_run": len(history),
+        "best_epoch": best_epoch,
+        "valid": {k: v for k, v in valid_best.items() if k not in ("epoch", "loss")},
+        "test": test,
+        # the first epoch pays one-time costs (allocator, lazy init): excluded when possible
+        "epoch_time_s": statistics.median(epoch_times[1:] or epoch_times),
+        "epoch_times_s": epoch_times,
+        "train_step_peak_bytes": peak,
+        "process_max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "threads": torch.get_num_threads(),
+        "history": history,
+    }
+
+
+def random_ranker_metrics(split: EvalSplit, *, seed: int = 0) -> dict:
+    """Metrics of a scorer that draws i.i.d. uniform scores (the chance baseline)."""
+    gen = torch.Generator().manual_seed(seed)
+    scores = torch.rand(len(split.targets), split.negatives.shape[1] + 1, generator=gen)
+    return ranking_metrics(ranks(scores[:, 0], scores[:, 1:]))
