@@ -64,21 +64,41 @@ def effective_chunk_size(chunk_size: int, gamma: float, dtype: torch.dtype) -> i
     return max(1, min(chunk_size, int(span / -log_gamma)))
 
 
-def _safe_log(x: Tensor) -> Tensor:
-    """log(x) with log(0) = -inf and finite gradients everywhere (x >= 0)."""
+# The three log-domain primitives. With ``grad`` they are built from masked operations so
+# that gradients stay finite where log(0) = -inf (an empty histogram entry, a one-hot soft
+# code); without it torch's fused operations give the same values faster.
+
+
+def _safe_log(x: Tensor, grad: bool) -> Tensor:
+    """log(x) for x >= 0, with log(0) = -inf."""
+    if not grad:
+        return torch.log(x)
     positive = x > 0
     return torch.where(
         positive, torch.log(torch.where(positive, x, torch.ones_like(x))), -torch.inf
     )
 
 
-def _log_add(a: Tensor, b: Tensor) -> Tensor:
-    """log(exp(a) + exp(b)) that accepts -inf in both arguments without NaN values or grads."""
+def _log_add(a: Tensor, b: Tensor, grad: bool) -> Tensor:
+    """log(exp(a) + exp(b)), accepting -inf in both arguments (never +inf or NaN)."""
+    if not grad:
+        return torch.logaddexp(a, b)
     m = torch.maximum(a, b).detach()
-    finite = m > -torch.inf  # arguments are never +inf or NaN
+    finite = m > -torch.inf
     m = torch.where(finite, m, torch.zeros_like(m))
     total = torch.exp(a - m) + torch.exp(b - m)
     return torch.where(finite, m + torch.log(torch.where(finite, total, torch.ones_like(total))), a)
+
+
+def _masked_softmax(logits: Tensor, grad: bool) -> Tensor:
+    """softmax over the last dim with the row maximum subtracted; all -inf rows give 0."""
+    if not grad:
+        return torch.softmax(logits, dim=-1).nan_to_num_(nan=0.0)  # NaN only in empty rows
+    row_max = logits.amax(dim=-1, keepdim=True).detach()
+    row_max = torch.where(row_max > -torch.inf, row_max, torch.zeros_like(row_max))
+    weights = torch.exp(logits - row_max)
+    total = weights.sum(dim=-1, keepdim=True)
+    return weights / torch.where(total > 0, total, torch.ones_like(total))
 
 
 class _ChunkDecay:
@@ -110,13 +130,8 @@ class _ChunkDecay:
         return shifted * math.exp(self.log_gamma)
 
 
-def _masked_softmax(logits: Tensor) -> Tensor:
-    """softmax over the last dim with the row maximum subtracted; all -inf rows give 0."""
-    row_max = logits.amax(dim=-1, keepdim=True).detach()
-    row_max = torch.where(row_max > -torch.inf, row_max, torch.zeros_like(row_max))
-    weights = torch.exp(logits - row_max)
-    total = weights.sum(dim=-1, keepdim=True)
-    return weights / torch.where(total > 0, total, torch.ones_like(total))
+def _needs_grad(*tensors: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def _counts_fn(
@@ -149,8 +164,10 @@ def _histogram_scan(
     causal: bool,
     chunk_size: int,
     dtype: torch.dtype,
+    grad: bool,
 ) -> Tensor:
-    """The shared scan. ``shape`` = (batch, B, L, W). Returns (batch, L, dv)."""
+    """The shared scan. ``shape`` = (batch, B, L, W). Returns (batch, L, dv). ``grad``:
+    some input needs a gradient (selects the gradient-safe log-domain primitives)."""
     batch, books, length, words = shape
     device = value_codewords.device
     log_gamma = math.log(gamma)
@@ -168,7 +185,7 @@ def _histogram_scan(
             stop = min(start + chunk, length)
             c = counts(start, stop)
             suffix0 = decay.prefix(c.flip(2))[:, :, -1]  # sum_j gamma^(j - start) c_j
-            state = _log_add(_safe_log(suffix0), state + (stop - start) * log_gamma)
+            state = _log_add(_safe_log(suffix0, grad), state + (stop - start) * log_gamma, grad)
             later_states.append(state)
         later_states.reverse()  # later_states[k] belongs to starts[k]; last = empty
 
@@ -178,16 +195,19 @@ def _histogram_scan(
         stop = min(start + chunk, length)
         size = stop - start
         c = counts(start, stop)
-        log_hist = _log_add(carry[:, :, None, :] + decay.after[:size], _safe_log(decay.prefix(c)))
+        log_hist = _log_add(
+            carry[:, :, None, :] + decay.after[:size], _safe_log(decay.prefix(c), grad), grad
+        )
         carry = log_hist[:, :, -1]
         if not causal:
             # keys after the chunk are gamma^(stop - i) = gamma^(size - i) away from i
             ahead = _log_add(
-                _safe_log(decay.strictly_later(c)),
+                _safe_log(decay.strictly_later(c), grad),
                 later_states[k + 1][:, :, None, :] + decay.after[:size].flip(0),
+                grad,
             )
-            log_hist = _log_add(log_hist, ahead)
-        weights = _masked_softmax(scores(start, stop) + log_hist)  # (batch, B, C, W)
+            log_hist = _log_add(log_hist, ahead, grad)
+        weights = _masked_softmax(scores(start, stop) + log_hist, grad)  # (batch, B, C, W)
         outputs.append(torch.einsum("nbcw,bwe->nce", weights, value_codewords))
     return torch.cat(outputs, dim=1)
 
@@ -240,6 +260,7 @@ def lisa_attention(
         causal=causal,
         chunk_size=chunk_size,
         dtype=query.dtype,
+        grad=_needs_grad(query, key_codes, key_codewords, value_codewords),
     )
 
 
@@ -306,4 +327,5 @@ def lisa_attention_cached(
         causal=causal,
         chunk_size=chunk_size,
         dtype=query_codewords.dtype,
+        grad=_needs_grad(query_codes, query_codewords, key_codes, key_codewords, value_codewords),
     )
