@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from harness.datasets.graph_task import GraphTask, sample_negative_pairs, split_nodes
-from harness.datasets.movielens_kg import _column, read_atomic
+from harness.datasets.movielens_kg import _column, hold_out, read_atomic, read_rating_edges
 from reference.graph import HeteroGraph
 
 __all__ = ["load_movielens_1m", "USER_ATTRIBUTES"]
@@ -73,20 +73,9 @@ def load_movielens_1m(
     if len(uid) != len(users) or len(mid) != len(movies):
         raise ValueError("user or item file lists an id twice")
 
-    rnames, rrows = read_atomic(rpath)
-    r_users = _column(rnames, rrows, "user_id", rpath)
-    r_items = _column(rnames, rrows, "item_id", rpath)
-    unknown = [u for u in r_users if u not in uid][:3] + [m for m in r_items if m not in mid][:3]
-    if unknown:
-        raise ValueError(
-            f"{rpath} refers to users/items missing from the user/item files: {unknown}"
-        )
-    ratings = torch.tensor(
-        [[uid[u] for u in r_users], [mid[m] for m in r_items]], dtype=torch.int64
-    )
-    perm = torch.randperm(ratings.shape[1], generator=gen)
-    n_out = int(round(holdout_fraction * ratings.shape[1]))
-    heldout, kept = ratings[:, perm[:n_out]], ratings[:, perm[n_out:]]
+    ratings = read_rating_edges(rpath, uid, mid)
+    heldout, kept = hold_out(ratings, holdout_fraction, gen)
+    n_out = heldout.shape[1]
 
     num_nodes = {"user": len(users), "movie": len(movies)}
     edges = {("user", "rates", "movie"): kept}

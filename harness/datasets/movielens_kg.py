@@ -29,7 +29,13 @@ import torch
 from harness.datasets.graph_task import GraphTask, sample_negative_pairs, split_nodes
 from reference.graph import HeteroGraph
 
-__all__ = ["load_movielens_100k_kg", "read_atomic", "KG_TAIL_TYPES"]
+__all__ = [
+    "load_movielens_100k_kg",
+    "read_atomic",
+    "read_rating_edges",
+    "hold_out",
+    "KG_TAIL_TYPES",
+]
 
 KG_TAIL_TYPES = {
     "actor": "person",
@@ -74,6 +80,28 @@ def _column(names: list[str], rows: list[list[str]], name: str, path: Path) -> l
     return [r[k] for r in rows]
 
 
+def read_rating_edges(path: Path, uid: dict[str, int], mid: dict[str, int]) -> torch.Tensor:
+    """(2, E) int64 (user ids; movie ids) of the ratings in an atomic ``.inter`` file,
+    in file order; ValueError naming ids that the user/item files lack."""
+    names, rows = read_atomic(path)
+    users, items = _column(names, rows, "user_id", path), _column(names, rows, "item_id", path)
+    unknown = [u for u in users if u not in uid][:3] + [m for m in items if m not in mid][:3]
+    if unknown:
+        raise ValueError(
+            f"{path} refers to users/items missing from the user/item files: {unknown}"
+        )
+    return torch.tensor([[uid[u] for u in users], [mid[m] for m in items]], dtype=torch.int64)
+
+
+def hold_out(
+    edges: torch.Tensor, fraction: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split (2, E) edges at random into (held out, kept), round(fraction * E) held out."""
+    perm = torch.randperm(edges.shape[1], generator=generator)
+    n_out = int(round(fraction * edges.shape[1]))
+    return edges[:, perm[:n_out]], edges[:, perm[n_out:]]
+
+
 def load_movielens_100k_kg(
     directory: str | Path,
     *,
@@ -100,22 +128,9 @@ def load_movielens_100k_kg(
     if len(uid) != len(users) or len(mid) != len(movies):
         raise ValueError("user or item file lists an id twice")
 
-    rnames, rrows = read_atomic(rpath)
-    r_users, r_items = (
-        _column(rnames, rrows, "user_id", rpath),
-        _column(rnames, rrows, "item_id", rpath),
-    )
-    unknown = [u for u in r_users if u not in uid][:3] + [m for m in r_items if m not in mid][:3]
-    if unknown:
-        raise ValueError(
-            f"{rpath} refers to users/items missing from the user/item files: {unknown}"
-        )
-    ratings = torch.tensor(
-        [[uid[u] for u in r_users], [mid[m] for m in r_items]], dtype=torch.int64
-    )
-    perm = torch.randperm(ratings.shape[1], generator=gen)
-    n_out = int(round(holdout_fraction * ratings.shape[1]))
-    heldout, kept = ratings[:, perm[:n_out]], ratings[:, perm[n_out:]]
+    ratings = read_rating_edges(rpath, uid, mid)
+    heldout, kept = hold_out(ratings, holdout_fraction, gen)
+    n_out = heldout.shape[1]
 
     num_nodes = {"user": len(users), "movie": len(movies)}
     edges = {("user", "rates", "movie"): kept, ("movie", "rated_by", "user"): kept.flip(0)}
