@@ -56,13 +56,17 @@ def bench(session: nox.Session) -> None:
 def asv(session: nox.Session) -> None:
     """asv benchmarks (benchmarks/), each run once, against this session's environment.
 
-    By default only L = 256 (``LISA_BENCH_ASV_LENGTHS`` overrides it; unset it and use
+    By default only L = 256 and graphs of 10^4 edges (``LISA_BENCH_ASV_LENGTHS`` and
+    ``LISA_BENCH_ASV_GRAPH_SIZES`` override them; unset them and use
     ``LISA_BENCH_ASV_FULL=1`` for the full grid). Extra arguments go to ``asv run`` (e.g.
     ``-- --bench time_``). Results of ``--quick`` runs are not saved; for the history
     dashboard run ``asv run`` / ``asv publish`` (see README).
     """
     _install(session, "dev")
-    env = {"LISA_BENCH_ASV_LENGTHS": os.environ.get("LISA_BENCH_ASV_LENGTHS", "256")}
+    env = {
+        "LISA_BENCH_ASV_LENGTHS": os.environ.get("LISA_BENCH_ASV_LENGTHS", "256"),
+        "LISA_BENCH_ASV_GRAPH_SIZES": os.environ.get("LISA_BENCH_ASV_GRAPH_SIZES", "10000"),
+    }
     if os.environ.get("LISA_BENCH_ASV_FULL"):
         env = {}
     session.run("asv", "machine", "--yes")

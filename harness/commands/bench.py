@@ -44,6 +44,13 @@ def register(subparsers) -> None:
         "bench", help="scaling benchmark suite (the main job)", description=__doc__
     )
     p.add_argument("--family", choices=sorted(FAMILIES), default="attention")
+    p.add_argument(
+        "--graph-edges",
+        type=int,
+        nargs="+",
+        default=None,
+        help="graph family: synthetic graph sizes in edges (default 10^4 10^5; --full to 10^7)",
+    )
     grid = p.add_mutually_exclusive_group()
     grid.add_argument(
         "--quick",
@@ -122,11 +129,13 @@ def _load(path: Path) -> dict | None:
 
 def run(args) -> int:
     if args.family != "attention":
-        _module, reason = family_module(args.family)
-        print(
-            f"family {args.family!r} cannot run here: {reason or 'not wired yet'}", file=sys.stderr
-        )
-        return 2
+        module, reason = family_module(args.family)
+        if module is None:
+            print(f"family {args.family!r} cannot run here: {reason}", file=sys.stderr)
+            return 2
+        from harness import bench_graph
+
+        return bench_graph.run(args)
     lengths = args.lengths or list(workload.FULL_LENGTHS if args.full else workload.QUICK_LENGTHS)
     if any(n < 1 for n in lengths):
         print("--lengths must all be >= 1", file=sys.stderr)

@@ -7,9 +7,10 @@ same run) and ``QUICK_LENGTHS`` / ``FULL_LENGTHS``. ``nox -s bench`` (through
 ``python -m harness bench``), asv (``benchmarks/``) and the regression gate
 (``harness.attention_scaling.build_case``) all read these definitions.
 
-Families: ``attention`` (:mod:`harness.workloads.attention`). ``graph`` is reserved for
-the sampler x estimator workload (``harness.workloads.graph``); until that module exists
-it is reported as unavailable.
+Families: ``attention`` (:mod:`harness.workloads.attention`) and ``graph``
+(:mod:`harness.workloads.graph`: one sampled aggregation step of every sampler x estimator
+and of exhaustive aggregation over synthetic graph sizes; run by ``harness.bench_graph``,
+which keeps its own table and results file since its axis is graph size, not L).
 """
 
 from __future__ import annotations

@@ -1,0 +1,146 @@
+"""``python -m harness bench --family graph``: the graph workload (see
+:mod:`harness.workloads.graph`) over graph sizes, with ratios against exhaustive
+aggregation measured in the same run, fitted exponents against graph size, and the
+results JSON (``results/graph-scaling.json``, written atomically)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime, timezone
+
+from tqdm import tqdm
+
+from harness.results import config_hash, machine_fingerprint, write_json_atomic
+from harness.scaling import fit_exponent
+from harness.workloads import graph as workload
+
+SCHEMA = "lisa-bench/graph-bench/1"
+
+
+def _fmt_time(s):
+    return "-" if s is None else (f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.2f} s")
+
+
+def _ratio(num, den):
+    return "-" if num is None or den in (None, 0) else f"{num / den:.2f}x"
+
+
+def _fmt_exponent(v):
+    return "-" if v is None else f"{v[0]:.2f} [{v[1]:.2f}, {v[2]:.2f}]"
+
+
+def render(rows: list[dict]) -> str:
+    base = {r["edges"]: r for r in rows if r["method"] == workload.BASELINE}
+    header = (
+        "method",
+        "edges",
+        "median",
+        "peak mem",
+        "edges in comp.",
+        "share",
+        "speed-up vs exh.",
+        "mem vs exh.",
+        "status",
+    )
+    lines = []
+    for r in rows:
+        b = base.get(r["edges"], {})
+        share = (
+            f"{r['edges_in_computation'] / r['batch_edges']:.1%}" if r.get("batch_edges") else "-"
+        )
+        peak = r.get("peak_bytes")
+        lines.append(
+            (
+                r["method"],
+                f"{r['edges']:,}",
+                _fmt_time(r.get("median_s")),
+                "-" if peak is None else f"{peak / 2**20:.1f} MiB",
+                f"{r.get('edges_in_computation', '-'):,}" if "edges_in_computation" in r else "-",
+                share,
+                _ratio(b.get("median_s"), r.get("median_s")),
+                _ratio(peak, b.get("peak_bytes")),
+                r["status"],
+            )
+        )
+    widths = [max(len(h), *(len(x[i]) for x in lines)) for i, h in enumerate(header)]
+    out = [
+        "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
+        "  ".join("-" * w for w in widths),
+    ]
+    out += ["  ".join(c.ljust(w) for c, w in zip(x, widths, strict=True)) for x in lines]
+    return "\n".join(out)
+
+
+def summarise(rows: list[dict], sizes: list[int]) -> dict:
+    out = {}
+    for label in dict.fromkeys(r["method"] for r in rows):
+        by_size = {r["edges"]: r for r in rows if r["method"] == label}
+        pick = [by_size.get(n, {}) for n in sizes]
+        out[label] = {
+            "time_exponent": fit_exponent(sizes, [r.get("median_s") for r in pick]),
+            "memory_exponent": fit_exponent(sizes, [r.get("peak_bytes") for r in pick]),
+        }
+    return out
+
+
+def run(args) -> int:
+    sizes = sorted(
+        set(args.graph_edges or (workload.FULL_SIZES if args.full else workload.QUICK_SIZES))
+    )
+    if any(n < 100 for n in sizes):
+        print("--graph-edges must all be >= 100", file=sys.stderr)
+        return 2
+    configs = workload.configs()
+    cases = [(c, n) for n in sizes for c in configs]
+    rows = []
+    started = time.perf_counter()
+    bar = tqdm(cases, desc="bench graph", unit="case", file=sys.stderr, disable=args.no_progress)
+    for config, n in bar:
+        bar.set_postfix_str(f"{config.label} E={n:,}")
+        rows.append(
+            workload.run_case(
+                config,
+                n,
+                repeats=args.repeats,
+                budget_s=args.budget or 5.0,
+                seed=args.seed,
+                memory_fraction=args.memory_fraction,
+            )
+        )
+    bar.close()
+    wall = time.perf_counter() - started
+    summary = summarise(rows, sizes)
+    print(render(rows))
+    print("\nfitted exponents against graph size (value ~ E^k, 95% interval):")
+    for label, e in summary.items():
+        t, m = e["time_exponent"], e["memory_exponent"]
+        print(f"  {label:32s} time k = {_fmt_exponent(t)}; memory k = {_fmt_exponent(m)}")
+    config = {
+        "family": "graph",
+        "sizes": sizes,
+        "batch": workload.BATCH,
+        "budget": workload.BUDGET,
+        "dim": workload.DIM,
+        "repeats": args.repeats,
+        "seed": args.seed,
+        "configs": [c.label for c in configs],
+    }
+    output = args.output
+    if output == "results/attention-scaling.json":  # the attention default
+        output = "results/graph-scaling.json"
+    path = write_json_atomic(
+        output,
+        {
+            "schema": SCHEMA,
+            "created": datetime.now(timezone.utc).isoformat(),
+            "machine": machine_fingerprint(),
+            "config": config,
+            "config_hash": config_hash(config),
+            "wall_s": wall,
+            "rows": rows,
+            "summary": summary,
+        },
+    )
+    print(f"\nwall time {wall:.1f} s; results written to {path}")
+    return 0 if all(r["status"] == "ok" or r["status"].startswith("skipped") for r in rows) else 1
