@@ -5,12 +5,15 @@ results JSON (``results/graph-scaling.json``, written atomically)."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 from tqdm import tqdm
 
+from harness import bench_report
 from harness.results import config_hash, machine_fingerprint, write_json_atomic
 from harness.scaling import fit_exponent
 from harness.workloads import graph as workload
@@ -98,16 +101,17 @@ def run(args) -> int:
     bar = tqdm(cases, desc="bench graph", unit="case", file=sys.stderr, disable=args.no_progress)
     for config, n in bar:
         bar.set_postfix_str(f"{config.label} E={n:,}")
-        rows.append(
-            workload.run_case(
-                config,
-                n,
-                repeats=args.repeats,
-                budget_s=args.budget or 5.0,
-                seed=args.seed,
-                memory_fraction=args.memory_fraction,
-            )
+        row = workload.run_case(
+            config,
+            n,
+            repeats=args.repeats,
+            budget_s=args.budget or 5.0,
+            seed=args.seed,
+            memory_fraction=args.memory_fraction,
         )
+        # the keys the shared report code (comparison, plots) reads: size, mode and pass
+        row.update(L=n, mode="graph", **{"pass": f"aggregation step, batch {workload.BATCH}"})
+        rows.append(row)
     bar.close()
     wall = time.perf_counter() - started
     summary = summarise(rows, sizes)
@@ -126,21 +130,52 @@ def run(args) -> int:
         "seed": args.seed,
         "configs": [c.label for c in configs],
     }
+    machine = machine_fingerprint()
+    history = Path(args.history_dir) / f"graph-{config_hash(machine)}-{config_hash(config)}.json"
+    try:
+        previous = json.loads(history.read_text())
+    except (OSError, ValueError):
+        previous = None
+    changes = bench_report.compare_runs(rows, previous["rows"]) if previous else {}
+    print(bench_report.render_comparison(changes, previous["created"] if previous else None))
+    plots: list[str] = []
+    if not args.no_plots:
+        from harness.plots import PlotsUnavailable, plot_rows
+
+        shown = [
+            r
+            for r in rows
+            if r["method"] == workload.BASELINE or r["estimator"] == "self-normalized"
+        ]
+        try:
+            plots = [
+                str(p)
+                for p in plot_rows(shown, args.plots_dir, family="graph", size_label="graph edges")
+            ]
+        except PlotsUnavailable as error:
+            print(f"\n{error}", file=sys.stderr)
     output = args.output
     if output == "results/attention-scaling.json":  # the attention default
         output = "results/graph-scaling.json"
-    path = write_json_atomic(
-        output,
-        {
-            "schema": SCHEMA,
-            "created": datetime.now(timezone.utc).isoformat(),
-            "machine": machine_fingerprint(),
-            "config": config,
-            "config_hash": config_hash(config),
-            "wall_s": wall,
-            "rows": rows,
-            "summary": summary,
+    payload = {
+        "schema": SCHEMA,
+        "created": datetime.now(timezone.utc).isoformat(),
+        "machine": machine,
+        "config": config,
+        "config_hash": config_hash(config),
+        "wall_s": wall,
+        "rows": rows,
+        "summary": summary,
+        "plots": plots,
+        "comparison": {
+            "previous_created": previous["created"] if previous else None,
+            "changes": changes,
         },
+    }
+    path = write_json_atomic(output, payload)
+    write_json_atomic(history, payload)
+    print(
+        f"\nwall time {wall:.1f} s; results written to {path}"
+        + (f"; plots: {', '.join(plots)}" if plots else "")
     )
-    print(f"\nwall time {wall:.1f} s; results written to {path}")
     return 0 if all(r["status"] == "ok" or r["status"].startswith("skipped") for r in rows) else 1

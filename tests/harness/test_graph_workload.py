@@ -30,24 +30,26 @@ def test_exhaustive_keeps_every_batch_edge_and_samplers_keep_fewer():
         assert out and all(v.shape[1] == workload.DIM for v in out.values())
 
 
-def test_bench_graph_family_writes_rows_and_ratios(tmp_path, capsys):
+def test_bench_graph_family_writes_rows_ratios_plots_and_compares(tmp_path, capsys):
     out = tmp_path / "graph.json"
-    code = main(
-        [
-            "bench",
-            "--family",
-            "graph",
-            "--graph-edges",
-            "2000",
-            "4000",
-            "--repeats",
-            "2",
-            "--output",
-            str(out),
-            "--no-progress",
-        ]
-    )
-    assert code == 0
+    args = [
+        "bench",
+        "--family",
+        "graph",
+        "--graph-edges",
+        "2000",
+        "4000",
+        "--repeats",
+        "3",
+        "--output",
+        str(out),
+        "--plots-dir",
+        str(tmp_path / "plots"),
+        "--history-dir",
+        str(tmp_path / "history"),
+        "--no-progress",
+    ]
+    assert main(args) == 0
     printed = capsys.readouterr().out
     assert "speed-up vs exh." in printed and "fitted exponents" in printed
     payload = json.loads(out.read_text())
@@ -55,6 +57,13 @@ def test_bench_graph_family_writes_rows_and_ratios(tmp_path, capsys):
     assert len(rows) == 2 * len(workload.configs())
     assert all(r["status"] == "ok" and r["median_s"] > 0 for r in rows)
     assert payload["config"]["family"] == "graph" and payload["machine"]["torch"]
+    assert payload["plots"] and all(
+        (tmp_path / "plots" / p.split("/")[-1]).is_file() for p in payload["plots"]
+    )
+    assert main(args) == 0  # the second run compares with the first, case by case
+    again = json.loads(out.read_text())
+    assert again["comparison"]["previous_created"] == payload["created"]
+    assert len(again["comparison"]["changes"]) == len(rows)
 
 
 def test_bench_graph_rejects_tiny_graphs(tmp_path):
