@@ -100,7 +100,20 @@ def test_bench_command_runs_a_tiny_grid_and_writes_results(tmp_path, capsys):
 def test_bench_rejects_bad_arguments(tmp_path):
     assert main(["bench", "--lengths", "0", "--output", str(tmp_path / "x.json")]) == 2
     assert main(["bench", "--threads", "0", "--output", str(tmp_path / "x.json")]) == 2
-    assert main(["bench", "--family", "graph", "--output", str(tmp_path / "x.json")]) == 2
+    assert (
+        main(
+            [
+                "bench",
+                "--family",
+                "graph",
+                "--graph-edges",
+                "50",
+                "--output",
+                str(tmp_path / "x.json"),
+            ]
+        )
+        == 2
+    )
     with pytest.raises(SystemExit):
         main(["bench", "--methods", "nope"])
 
