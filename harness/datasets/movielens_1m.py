@@ -24,8 +24,13 @@ from pathlib import Path
 
 import torch
 
-from harness.datasets.graph_task import GraphTask, sample_negative_pairs, split_nodes
-from harness.datasets.movielens_kg import _column, hold_out, read_atomic, read_rating_edges
+from harness.datasets.graph_task import GraphTask
+from harness.datasets.movielens_files import (
+    dense_codes,
+    hold_out,
+    rating_task,
+    read_users_and_movies,
+)
 from reference.graph import HeteroGraph
 
 __all__ = ["load_movielens_1m", "USER_ATTRIBUTES"]
@@ -36,12 +41,6 @@ USER_ATTRIBUTES = {
     "age": ("age", "in_age_group"),
     "occupation": ("occupation", "has_occupation"),
 }
-
-
-def _codes(values: list[str]) -> tuple[list[int], int]:
-    """Dense ids in order of first appearance, and their number."""
-    index: dict[str, int] = {}
-    return [index.setdefault(v, len(index)) for v in values], len(index)
 
 
 def load_movielens_1m(
@@ -62,26 +61,13 @@ def load_movielens_1m(
         raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
     gen = torch.Generator().manual_seed(seed)
 
-    upath, ipath, rpath = (root / f"{prefix}.{s}" for s in ("user", "item", "inter"))
-    unames, urows = read_atomic(upath)
-    users = _column(unames, urows, "user_id", upath)
-    inames, irows = read_atomic(ipath)
-    movies = _column(inames, irows, "item_id", ipath)
-    genres_of = _column(inames, irows, "genre", ipath)
-    uid = {u: i for i, u in enumerate(users)}
-    mid = {m: i for i, m in enumerate(movies)}
-    if len(uid) != len(users) or len(mid) != len(movies):
-        raise ValueError("user or item file lists an id twice")
-
-    ratings = read_rating_edges(rpath, uid, mid)
-    heldout, kept = hold_out(ratings, holdout_fraction, gen)
-    n_out = heldout.shape[1]
-
-    num_nodes = {"user": len(users), "movie": len(movies)}
+    files = read_users_and_movies(root, prefix)
+    heldout, kept = hold_out(files.ratings, holdout_fraction, gen)
+    num_nodes = {"user": files.num_users, "movie": files.num_movies}
     edges = {("user", "rates", "movie"): kept}
 
     genre_pairs, genre_ids = [], {}
-    for m, listed in enumerate(genres_of):
+    for m, listed in enumerate(files.items("genre")):
         for g in listed.split():
             genre_pairs.append((m, genre_ids.setdefault(g, len(genre_ids))))
     num_nodes["genre"] = len(genre_ids)
@@ -89,29 +75,16 @@ def load_movielens_1m(
         torch.tensor(genre_pairs, dtype=torch.int64).reshape(-1, 2).t()
     )
 
-    labels = None
-    for column, (node_type, relation) in USER_ATTRIBUTES.items():
-        values, count = _codes(_column(unames, urows, column, upath))
-        codes = torch.tensor(values, dtype=torch.int64)
-        if column == label:
+    labels, num_classes = None, 0
+    for attribute, (node_type, relation) in USER_ATTRIBUTES.items():
+        codes, count = dense_codes(files.users(attribute))
+        if attribute == label:
             labels, num_classes = codes, count
             continue
         num_nodes[node_type] = count
-        edges[("user", relation, node_type)] = torch.stack([torch.arange(len(users)), codes])
+        edges[("user", relation, node_type)] = torch.stack([torch.arange(files.num_users), codes])
 
     for (src, name, dst), e in list(edges.items()):
         edges[(dst, f"rev_{name}", src)] = e.flip(0)
     graph = HeteroGraph.from_edge_index(num_nodes, edges)
-    return GraphTask(
-        name=f"{prefix}-typed",
-        graph=graph,
-        node_type="user",
-        labels=labels,
-        num_classes=num_classes,
-        split=split_nodes(torch.arange(len(users)), gen),
-        link_relation=("user", "rates", "movie"),
-        heldout_pos=heldout,
-        heldout_neg=sample_negative_pairs(ratings, len(users), len(movies), n_out, gen)
-        if n_out
-        else None,
-    )
+    return rating_task(f"{prefix}-typed", files, graph, heldout, labels, num_classes, gen)
