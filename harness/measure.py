@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Timing", "time_call", "time_once", "peak_memory_bytes"]
+__all__ = ["Timing", "available_memory_bytes", "time_call", "time_once", "peak_memory_bytes"]
 
 
 @dataclass
@@ -93,3 +93,15 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device | str = "cp
         with memray.Tracker(path, native_traces=False):
             fn()
         return int(memray.FileReader(path).metadata.peak_memory)
+
+
+def available_memory_bytes(device: str | torch.device = "cpu") -> int:
+    """Free memory of ``device`` now (CUDA: free device memory; CPU: available pages)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 8 * 2**30

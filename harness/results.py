@@ -11,7 +11,13 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["machine_fingerprint", "config_hash", "write_json_atomic"]
+__all__ = [
+    "machine_fingerprint",
+    "config_hash",
+    "write_bytes_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
+]
 
 
 def machine_fingerprint() -> dict:
@@ -51,24 +57,36 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def write_json_atomic(path: str | os.PathLike, payload: dict) -> Path:
-    """Write ``payload`` to ``path`` via a temporary file in the same folder and an atomic
-    rename, so a crash never leaves a truncated result file behind."""
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic
+    rename, so a crash never leaves a truncated file behind. The file gets the usual mode
+    (0666 less the umask; mkstemp alone would leave it 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=True)
-            handle.write("\n")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are for everyone
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """:func:`write_bytes_atomic` of ``text`` in UTF-8."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike, payload: dict) -> Path:
+    """:func:`write_bytes_atomic` of ``payload`` as indented JSON. The payload is
+    serialised first, so a payload that cannot be serialised leaves ``path`` untouched."""
+    text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
+    return write_text_atomic(path, text)

@@ -9,10 +9,9 @@ import html
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
-from harness.results import write_json_atomic
+from harness.results import write_json_atomic, write_text_atomic
 
 __all__ = ["table_rows", "to_markdown", "to_html", "write_outputs", "write_text_atomic"]
 
@@ -34,26 +33,6 @@ COLUMNS = (
     ("epoch_s", "epoch s"),
     ("pareto", "Pareto"),
 )
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _num(value, fmt="{:.3g}") -> tuple[str, float | None]:

@@ -24,6 +24,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.results import write_bytes_atomic
+
 __all__ = [
     "DATASETS",
     "DatasetSource",
@@ -141,22 +143,6 @@ def dataset_path(name: str, *, root: str | os.PathLike | None = None, verify: bo
     return path
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def fetch(
     name: str,
     *,
@@ -209,7 +195,7 @@ def fetch(
         if got != digest:
             raise ValueError(f"{member}: SHA-256 {got} != expected {digest}")
     for member, (data, _) in files.items():
-        _write_bytes_atomic(folder / Path(member).name, data)
+        write_bytes_atomic(folder / Path(member).name, data)
     return target
 
 

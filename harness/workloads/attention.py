@@ -29,14 +29,13 @@ is reported as "skipped (OOM)".
 from __future__ import annotations
 
 import math
-import os
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
 
-from harness.measure import peak_memory_bytes, time_call
+from harness.measure import available_memory_bytes, peak_memory_bytes, time_call
 from impls import registry
 from impls.registry import MethodSpec
 
@@ -289,18 +288,6 @@ def analytic_bytes(variant: Variant, case: Case) -> int:
 
 # --------------------------------------------------------------------------------------
 # Building a case
-
-
-def available_memory_bytes(device: str | torch.device = "cpu") -> int:
-    """Free memory of ``device`` now (CUDA: free device memory; CPU: available pages)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 8 * 2**30
 
 
 def _randn(shape, gen, device, dtype, grad):

@@ -17,7 +17,6 @@ set-up and never timed. Sizes: quick 10^4, 10^5 edges; full up to 10^7.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,7 +24,7 @@ import torch
 
 from harness.datasets import make_synthetic_graph
 from harness.datasets.graph_task import GraphTask
-from harness.measure import peak_memory_bytes, time_call
+from harness.measure import available_memory_bytes, peak_memory_bytes, time_call
 from impls.sampling import ESTIMATORS, SAMPLERS, aggregate_block
 
 __all__ = [
@@ -109,13 +108,6 @@ def build_step(
     _, block = step()
     info = {"edges_in_computation": block.edges_in_computation, "batch_edges": block.batch_edges}
     return (lambda: step()[0]), info
-
-
-def available_memory_bytes() -> int:
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 8 * 2**30
 
 
 def graph_bytes(num_edges: int) -> int:
