@@ -24,7 +24,6 @@ from harness.workloads.attention import (
     QUICK_LENGTHS,
     Case,
     Variant,
-    available_memory_bytes,
 )
 
 __all__ = [
@@ -35,10 +34,8 @@ __all__ = [
     "METHODS",
     "Method",
     "QUICK_LENGTHS",
-    "available_memory_bytes",
     "build_case",
     "parse_case_id",
-    "run_case",
 ]
 
 DEFAULT_LENGTHS = (1_024, 4_096, 16_384, 65_536)
@@ -75,29 +72,6 @@ def _method(variant: Variant) -> Method:
 
 
 METHODS: dict[str, Method] = {v.label: _method(v) for v in workload.variants("cpu")[0]}
-
-
-def run_case(
-    method: Method,
-    length: int,
-    *,
-    repeats: int,
-    budget_s: float,
-    device: torch.device,
-    seed: int = 0,
-    memory_fraction: float = 0.5,
-) -> dict:
-    """Measure one forward case of ``method`` (see :func:`harness.workloads.attention.run_case`)."""
-    variant = next(v for v in workload.variants(device)[0] if v.label == method.name)
-    case = Case(method.name, length, method.mode, "forward", torch.device(device).type)
-    return workload.run_case(
-        variant,
-        case,
-        seed=seed,
-        repeats=repeats,
-        budget_s=budget_s,
-        memory_fraction=memory_fraction,
-    )
 
 
 # Cases the regression gate times by default: "<method>@<L>", small enough for a

@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from harness.attention_scaling import DEFAULT_LENGTHS, METHODS, available_memory_bytes
+from harness.attention_scaling import DEFAULT_LENGTHS, METHODS
+from harness.measure import available_memory_bytes
 from harness.results import machine_fingerprint, write_json_atomic
 
 
