@@ -154,9 +154,6 @@ def run(args) -> int:
             ]
         except PlotsUnavailable as error:
             print(f"\n{error}", file=sys.stderr)
-    output = args.output
-    if output == "results/attention-scaling.json":  # the attention default
-        output = "results/graph-scaling.json"
     payload = {
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(),
@@ -172,7 +169,7 @@ def run(args) -> int:
             "changes": changes,
         },
     }
-    path = write_json_atomic(output, payload)
+    path = write_json_atomic(args.output or "results/graph-scaling.json", payload)
     write_json_atomic(history, payload)
     print(
         f"\nwall time {wall:.1f} s; results written to {path}"

@@ -98,7 +98,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--memory-fraction", type=float, default=0.5)
-    p.add_argument("--output", default="results/attention-scaling.json")
+    p.add_argument(
+        "--output",
+        default=None,
+        help="results JSON (default results/attention-scaling.json, or results/graph-scaling.json"
+        " for --family graph)",
+    )
     p.add_argument("--plots-dir", default="results/plots")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument(
@@ -260,7 +265,7 @@ def _run(args, lengths: list[int]) -> int:
         },
         "plots": plots,
     }
-    path = write_json_atomic(args.output, payload)
+    path = write_json_atomic(args.output or "results/attention-scaling.json", payload)
     write_json_atomic(history, payload)
     print(
         f"\nwall time {wall:.1f} s; results written to {path}"
