@@ -12,8 +12,8 @@ Each codebook b plays the role of a head with its own projections (D x D each)::
 and the per-codebook outputs are summed (see ``lisa_operator``). The variants:
 
 * LISA-Base: hard codes for queries and keys, scores read from the cached W x W table;
-  trained straight-through (the straight-through one-hots are passed as soft codes while
-  gradients are needed: forward values are identical, see the tests).
+  trained straight-through: the operator gathers table rows and counts hard codes, and
+  sends the gradient to the soft codes (``query_code_probs``/``key_code_probs``).
 * LISA-Soft: keys are soft codes (softmax probabilities, so histograms are prefix sums of
   probabilities); queries are the raw embeddings projected per codebook, x Wq[b].
   ``regularizer`` holds the MSE that pulls embeddings toward their reconstruction; add it
@@ -87,16 +87,16 @@ class LISABase(_LISALayer):
             scale=1.0 / math.sqrt(self.d_model),
             chunk_size=self.chunk_size,
         )
-        if torch.is_grad_enabled():
-            codes = quant.one_hot.transpose(1, 2)  # straight-through, (batch, B, L, W)
-        else:
-            codes = quant.codes.transpose(1, 2)  # (batch, B, L)
+        codes = quant.codes.transpose(1, 2)  # (batch, B, L)
+        probs = quant.probs.transpose(1, 2)  # (batch, B, L, W): straight-through gradient
         return lisa_attention_cached(
             codes,
             self._codewords(self.w_query, x.dtype),
             codes,
             self._codewords(self.w_key, x.dtype),
             self._codewords(self.w_value, x.dtype),
+            query_code_probs=probs,
+            key_code_probs=probs,
             **options,
         )
 

@@ -22,8 +22,13 @@ How it is computed (and why it is stable for any length):
   the weights are softmax_w(s + log H), with the row maximum subtracted before exp.
 * Bidirectional attention with gamma < 1 needs the decayed histogram of later keys too: a
   first reverse pass stores only the (batch, B, W) state at each chunk boundary.
-No (L, L) or (L, B, W) tensor is ever formed in the forward pass; peak memory is
-O(L * dv + chunk * B * W). (Autograd keeps each chunk's activations for the backward pass.)
+Without gradients no (L, L) or (L, B, W) tensor is ever formed; peak memory is
+O(L * dv + chunk * B * W). With gradients the scores, codes and weights of the whole
+sequence, (batch, B, L, W) each, are kept for an analytic backward pass
+(:class:`_HistogramAttention`): a reverse decayed scan in the linear domain, with no
+log-domain intermediates for autograd to record. It is exact at empty histogram entries
+(dL/dH = exp(s - log Z) * ..., finite where H = 0), which straight-through one-hot codes
+need: a key's code gets a gradient toward codewords absent from the histogram so far.
 
 Two entry points share the scan:
 * :func:`lisa_attention` — queries are vectors, scores are q . Kc.
@@ -34,11 +39,12 @@ Two entry points share the scan:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
 
+from impls.attention.lisa_straight_through import straight_through_rows
 from impls.attention.lisa_validation import (
     check_codes,
     check_codewords,
@@ -64,49 +70,12 @@ def effective_chunk_size(chunk_size: int, gamma: float, dtype: torch.dtype) -> i
     return max(1, min(chunk_size, int(span / -log_gamma)))
 
 
-# The three log-domain primitives. With ``grad`` they are built from masked operations so
-# that gradients stay finite where log(0) = -inf (an empty histogram entry, a one-hot soft
-# code); without it torch's fused operations give the same values faster.
-
-
-def _safe_log(x: Tensor, grad: bool) -> Tensor:
-    """log(x) for x >= 0, with log(0) = -inf."""
-    if not grad:
-        return torch.log(x)
-    positive = x > 0
-    return torch.where(
-        positive, torch.log(torch.where(positive, x, torch.ones_like(x))), -torch.inf
-    )
-
-
-def _log_add(a: Tensor, b: Tensor, grad: bool) -> Tensor:
-    """log(exp(a) + exp(b)), accepting -inf in both arguments (never +inf or NaN)."""
-    if not grad:
-        return torch.logaddexp(a, b)
-    m = torch.maximum(a, b).detach()
-    finite = m > -torch.inf
-    m = torch.where(finite, m, torch.zeros_like(m))
-    total = torch.exp(a - m) + torch.exp(b - m)
-    return torch.where(finite, m + torch.log(torch.where(finite, total, torch.ones_like(total))), a)
-
-
-def _masked_softmax(logits: Tensor, grad: bool) -> Tensor:
-    """softmax over the last dim with the row maximum subtracted; all -inf rows give 0."""
-    if not grad:
-        return torch.softmax(logits, dim=-1).nan_to_num_(nan=0.0)  # NaN only in empty rows
-    row_max = logits.amax(dim=-1, keepdim=True).detach()
-    row_max = torch.where(row_max > -torch.inf, row_max, torch.zeros_like(row_max))
-    weights = torch.exp(logits - row_max)
-    total = weights.sum(dim=-1, keepdim=True)
-    return weights / torch.where(total > 0, total, torch.ones_like(total))
-
-
 class _ChunkDecay:
-    """Decay factors for positions 0..chunk-1 of a chunk, computed once per scan."""
+    """Decay factors for offsets 0..chunk within a chunk, computed once per scan."""
 
     def __init__(self, chunk: int, log_gamma: float, dtype: torch.dtype, device: torch.device):
         self.log_gamma = log_gamma
-        pos = torch.arange(chunk, device=device, dtype=dtype)[:, None]
+        pos = torch.arange(chunk + 1, device=device, dtype=dtype)[:, None]
         self.grow = torch.exp(-log_gamma * pos)  # gamma^(-i), at most e^span
         self.shrink = torch.exp(log_gamma * pos)  # gamma^(+i)
         self.after = (pos + 1) * log_gamma  # log gamma^(i + 1): decay of the carried state
@@ -135,9 +104,14 @@ def _needs_grad(*tensors: Tensor) -> bool:
 
 
 def _counts_fn(
-    key_codes: Tensor, num_codewords: int, key_padding_mask: Tensor | None, dtype: torch.dtype
+    key_codes: Tensor,
+    num_codewords: int,
+    key_padding_mask: Tensor | None,
+    dtype: torch.dtype,
+    key_code_probs: Tensor | None = None,
 ) -> Callable[[int, int], Tensor]:
-    """Returns counts(start, stop) -> (batch, B, stop - start, W) codeword counts."""
+    """Returns counts(start, stop) -> (batch, B, stop - start, W) codeword counts; with
+    ``key_code_probs`` the one-hots are straight-through (gradient into the probs)."""
 
     def counts(start: int, stop: int) -> Tensor:
         codes = key_codes[:, :, start:stop]
@@ -146,12 +120,165 @@ def _counts_fn(
         else:
             c = torch.zeros(*codes.shape, num_codewords, dtype=dtype, device=codes.device)
             c.scatter_(-1, codes.unsqueeze(-1), 1.0)
+            if key_code_probs is not None and key_code_probs.requires_grad:
+                probs = key_code_probs[:, :, start:stop]
+                c = c + (probs - probs.detach())
         if key_padding_mask is not None:
             keep = (~key_padding_mask[:, start:stop]).to(dtype)
             c = c * keep[:, None, :, None]
         return c
 
     return counts
+
+
+def _log_histograms(
+    counts: Callable[[int, int], Tensor],
+    *,
+    shape: tuple[int, int, int, int],
+    gamma: float,
+    causal: bool,
+    chunk: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> Iterator[tuple[int, int, Tensor]]:
+    """Yields ``(start, stop, log H[:, :, start:stop])`` chunk by chunk, log H of shape
+    (batch, B, stop - start, W) with -inf for empty entries. ``shape`` = (batch, B, L, W).
+    Runs without autograd (the gradient is :class:`_HistogramAttention`'s backward)."""
+    batch, books, length, words = shape
+    log_gamma = math.log(gamma)
+    starts = list(range(0, length, chunk))
+    decay = _ChunkDecay(chunk, log_gamma, dtype, device)
+    empty_state = torch.full((batch, books, words), -torch.inf, dtype=dtype, device=device)
+
+    # Bidirectional: log of sum_{j >= start_k} gamma^(j - start_k) c_j at every chunk start.
+    later_states: list[Tensor] = []
+    if not causal:
+        state = empty_state
+        later_states = [state]
+        for start in reversed(starts):
+            stop = min(start + chunk, length)
+            suffix0 = decay.prefix(counts(start, stop).flip(2))[:, :, -1]
+            state = torch.logaddexp(torch.log(suffix0), state + (stop - start) * log_gamma)
+            later_states.append(state)
+        later_states.reverse()  # later_states[k] belongs to starts[k]; last = empty
+
+    carry = empty_state  # log H at the last position of the previous chunk
+    for k, start in enumerate(starts):
+        stop = min(start + chunk, length)
+        c = counts(start, stop)
+        log_hist = torch.logaddexp(
+            carry[:, :, None, :] + decay.after[: stop - start], torch.log(decay.prefix(c))
+        )
+        carry = log_hist[:, :, -1]
+        if not causal:
+            # keys after the chunk are gamma^(stop - i) = gamma^(size - i) away from i
+            ahead = torch.logaddexp(
+                torch.log(decay.strictly_later(c)),
+                later_states[k + 1][:, :, None, :] + decay.after[: stop - start].flip(0),
+            )
+            log_hist = torch.logaddexp(log_hist, ahead)
+        yield start, stop, log_hist
+
+
+def _weights(logits: Tensor) -> tuple[Tensor, Tensor]:
+    """(softmax over W, logsumexp over W) of ``logits`` (..., W); rows that are all -inf
+    (empty histograms) give weights 0 and log-normaliser -inf."""
+    log_norm = torch.logsumexp(logits, dim=-1)  # subtracts the row maximum
+    return torch.softmax(logits, dim=-1).nan_to_num_(nan=0.0), log_norm
+
+
+def _decayed_sums(u: Tensor, *, gamma: float, causal: bool, chunk: int) -> Tensor:
+    """The transpose of the decayed histogram along dim 2 of u (batch, B, L, W):
+    R[j] = sum_{l >= j} gamma^(l - j) u[l] (causal) or sum_l gamma^|l - j| u[l]
+    (bidirectional). ``u`` is signed, so this runs in the linear
+    domain; the carried sums only ever shrink (times gamma^chunk per chunk)."""
+    length = u.shape[2]
+    decay = _ChunkDecay(chunk, math.log(gamma), u.dtype, u.device)
+    starts = list(range(0, length, chunk))
+    out = torch.empty_like(u)
+    later = torch.zeros_like(u[:, :, 0])  # sum_{l >= stop} gamma^(l - stop) u[l]
+    for start in reversed(starts):
+        stop = min(start + chunk, length)
+        size = stop - start
+        suffix = decay.prefix(u[:, :, start:stop].flip(2)).flip(2)  # within the chunk, l >= j
+        out[:, :, start:stop] = suffix + later[:, :, None] * decay.shrink[1 : size + 1].flip(0)
+        later = suffix[:, :, 0] + later * decay.shrink[size]
+    if not causal:
+        earlier = torch.zeros_like(later)  # sum_{l < start} gamma^(start - 1 - l) u[l]
+        for start in starts:
+            stop = min(start + chunk, length)
+            size = stop - start
+            prefix = decay.prefix(u[:, :, start:stop])  # sum_{start <= l <= j} gamma^(j-l) u[l]
+            out[:, :, start:stop] += earlier[:, :, None] * decay.shrink[1 : size + 1]
+            out[:, :, start + 1 : stop] += prefix[:, :, :-1] * decay.shrink[1]
+            earlier = prefix[:, :, -1] + earlier * decay.shrink[size]
+    return out
+
+
+class _HistogramAttention(torch.autograd.Function):
+    """out = sum_b sum_w softmax_w(S + log H)[b, l, w] Vc[b, w], with H the decayed
+    histogram of ``counts``; all of S, counts and Vc may need gradients.
+
+    Forward: the log-domain scan (no autograd graph; keeps the weights A and the row
+    log-normaliser log Z = logsumexp_w(S + log H)). Backward, with g = dL/dout and
+    G[b, l, w] = <g[l], Vc[b, w]>::
+
+        dL/dVc[b, w] = sum_l A[b, l, w] g[l]
+        dL/dS        = A * (G - sum_w A G)
+        dL/dH        = exp(S - log Z) * (G - sum_w A G)      (= dL/dS / H, finite at H = 0)
+        dL/dc[j]     = sum_{l visible from j} gamma^|l - j| dL/dH[l]
+
+    ``exp(S - log Z)`` is bounded by exp(max_w S - min_w S) * W whenever row l sees its own
+    key; only a query row whose own key is padded and whose nearest visible key is more
+    than ~span / -log(gamma) positions away could overflow it; that raises instead of
+    returning a non-finite gradient."""
+
+    @staticmethod
+    def forward(ctx, scores, counts, value_codewords, gamma, causal, chunk):
+        batch, books, length, words = scores.shape
+        weights = torch.empty_like(scores)
+        log_norm = scores.new_empty(batch, books, length)
+        for start, stop, log_hist in _log_histograms(
+            lambda a, b: counts[:, :, a:b],
+            shape=(batch, books, length, words),
+            gamma=gamma,
+            causal=causal,
+            chunk=chunk,
+            dtype=scores.dtype,
+            device=scores.device,
+        ):
+            weights[:, :, start:stop], log_norm[:, :, start:stop] = _weights(
+                scores[:, :, start:stop] + log_hist
+            )
+        ctx.save_for_backward(scores, weights, log_norm, value_codewords)
+        ctx.options = (gamma, causal, chunk)
+        return torch.einsum("nblw,bwe->nle", weights, value_codewords)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        scores, weights, log_norm, value_codewords = ctx.saved_tensors
+        gamma, causal, chunk = ctx.options
+        grad_scores = grad_counts = grad_values = None
+        if ctx.needs_input_grad[2]:
+            grad_values = torch.einsum("nblw,nle->bwe", weights, grad_out)
+        if not (ctx.needs_input_grad[0] or ctx.needs_input_grad[1]):
+            return grad_scores, grad_counts, grad_values, None, None, None
+        g = torch.einsum("nle,bwe->nblw", grad_out, value_codewords)
+        g -= (weights * g).sum(-1, keepdim=True)  # G - sum_w A G
+        if ctx.needs_input_grad[0]:
+            grad_scores = weights * g
+        if ctx.needs_input_grad[1]:
+            # exp(S - log Z); empty rows (log Z = -inf) do not depend on H: shift by +inf
+            shift = torch.where(log_norm > -torch.inf, log_norm, torch.inf)
+            g *= torch.exp(scores - shift[..., None])
+            grad_counts = _decayed_sums(g, gamma=gamma, causal=causal, chunk=chunk)
+            if not torch.isfinite(grad_counts).all():
+                raise FloatingPointError(
+                    "LISA backward: the gradient with respect to the codes overflowed; a "
+                    "query row whose own key is padded sees only keys too far back for "
+                    f"gamma={gamma} in {scores.dtype} (use float64 or shorter padding runs)"
+                )
+        return grad_scores, grad_counts, grad_values, None, None, None
 
 
 def _histogram_scan(
@@ -167,47 +294,25 @@ def _histogram_scan(
     grad: bool,
 ) -> Tensor:
     """The shared scan. ``shape`` = (batch, B, L, W). Returns (batch, L, dv). ``grad``:
-    some input needs a gradient (selects the gradient-safe log-domain primitives)."""
-    batch, books, length, words = shape
-    device = value_codewords.device
-    log_gamma = math.log(gamma)
+    some input needs a gradient; then scores and counts are formed for the whole
+    sequence, (batch, B, L, W) each, and go through :class:`_HistogramAttention`."""
+    length = shape[2]
     chunk = effective_chunk_size(chunk_size, gamma, dtype)
-    starts = list(range(0, length, chunk))
-    decay = _ChunkDecay(chunk, log_gamma, dtype, device)
-    empty_state = torch.full((batch, books, words), -torch.inf, dtype=dtype, device=device)
-
-    # Bidirectional: log of sum_{j >= start_k} gamma^(j - start_k) c_j at every chunk start.
-    later_states: list[Tensor] = []
-    if not causal:
-        state = empty_state
-        later_states = [state]
-        for start in reversed(starts):
-            stop = min(start + chunk, length)
-            c = counts(start, stop)
-            suffix0 = decay.prefix(c.flip(2))[:, :, -1]  # sum_j gamma^(j - start) c_j
-            state = _log_add(_safe_log(suffix0, grad), state + (stop - start) * log_gamma, grad)
-            later_states.append(state)
-        later_states.reverse()  # later_states[k] belongs to starts[k]; last = empty
-
-    outputs = []
-    carry = empty_state  # log H at the last position of the previous chunk
-    for k, start in enumerate(starts):
-        stop = min(start + chunk, length)
-        size = stop - start
-        c = counts(start, stop)
-        log_hist = _log_add(
-            carry[:, :, None, :] + decay.after[:size], _safe_log(decay.prefix(c), grad), grad
+    if grad:
+        return _HistogramAttention.apply(
+            scores(0, length), counts(0, length), value_codewords, gamma, causal, chunk
         )
-        carry = log_hist[:, :, -1]
-        if not causal:
-            # keys after the chunk are gamma^(stop - i) = gamma^(size - i) away from i
-            ahead = _log_add(
-                _safe_log(decay.strictly_later(c), grad),
-                later_states[k + 1][:, :, None, :] + decay.after[:size].flip(0),
-                grad,
-            )
-            log_hist = _log_add(log_hist, ahead, grad)
-        weights = _masked_softmax(scores(start, stop) + log_hist, grad)  # (batch, B, C, W)
+    outputs = []
+    for start, stop, log_hist in _log_histograms(
+        counts,
+        shape=shape,
+        gamma=gamma,
+        causal=causal,
+        chunk=chunk,
+        dtype=dtype,
+        device=value_codewords.device,
+    ):
+        weights, _ = _weights(scores(start, stop) + log_hist)  # (batch, B, C, W)
         outputs.append(torch.einsum("nbcw,bwe->nce", weights, value_codewords))
     return torch.cat(outputs, dim=1)
 
@@ -276,6 +381,8 @@ def lisa_attention_cached(
     key_padding_mask: Tensor | None = None,
     scale: float | None = None,
     chunk_size: int = 512,
+    query_code_probs: Tensor | None = None,
+    key_code_probs: Tensor | None = None,
 ) -> Tensor:
     """LISA attention with quantised queries (LISA-Base's cached-table path).
 
@@ -287,6 +394,11 @@ def lisa_attention_cached(
     Args:
         query_codes: (batch, B, L) integer codes in [0, W) or (batch, B, L, W) soft codes.
         query_codewords: (B, W, d) query codewords Qc.
+        query_code_probs, key_code_probs: optional (batch, B, L, W) soft codes that take
+            the straight-through gradient of integer ``query_codes`` / ``key_codes``: the
+            values are those of the hard codes, the gradient that of the one-hots
+            ``onehot + p - p.detach()`` (LISA-Base training). Query scores stay a gather
+            of the table (see ``lisa_straight_through``). Ignored without autograd.
         Other arguments and the result: as in :func:`lisa_attention`.
     """
     if not isinstance(query_codewords, Tensor):
@@ -305,27 +417,48 @@ def lisa_attention_cached(
     batch, _, length = query_codes.shape[:3]
     check_codes("query_codes", query_codes, (batch, books, length), words, query_codewords)
     check_codes("key_codes", key_codes, (batch, books, length), words, query_codewords)
+    for name, probs, codes in (
+        ("query_code_probs", query_code_probs, query_codes),
+        ("key_code_probs", key_code_probs, key_codes),
+    ):
+        if probs is None:
+            continue
+        if codes.is_floating_point():
+            raise ValueError(
+                f"{name} goes with integer {name[:-6]}s (hard codes); got soft {name[:-6]}s"
+            )
+        check_codes(name, probs, (batch, books, length), words, query_codewords)
     check_padding_mask(key_padding_mask, batch, length, query_codewords.device)
     gamma = check_gamma(gamma)
     scale = check_options(causal, scale, chunk_size, dim)
 
     table = torch.einsum("bud,bwd->buw", query_codewords, key_codewords) * scale  # (B, W, W)
-    book_index = torch.arange(books, device=table.device)[None, :, None]
+    grad = _needs_grad(
+        query_codes,
+        query_codewords,
+        key_codes,
+        key_codewords,
+        value_codewords,
+        *(p for p in (query_code_probs, key_code_probs) if p is not None),
+    )
 
     def scores(start: int, stop: int) -> Tensor:
         codes = query_codes[:, :, start:stop]
         if codes.is_floating_point():
             return torch.einsum("nbcu,buw->nbcw", codes, table)
-        return table[book_index, codes]  # gather: (batch, B, C, W)
+        probs = None
+        if grad and query_code_probs is not None:
+            probs = query_code_probs[:, :, start:stop]
+        return straight_through_rows(table, codes, probs)  # gather: (batch, B, C, W)
 
     return _histogram_scan(
         scores,
-        _counts_fn(key_codes, words, key_padding_mask, query_codewords.dtype),
+        _counts_fn(key_codes, words, key_padding_mask, query_codewords.dtype, key_code_probs),
         value_codewords,
         shape=(batch, books, length, words),
         gamma=gamma,
         causal=causal,
         chunk_size=chunk_size,
         dtype=query_codewords.dtype,
-        grad=_needs_grad(query_codes, query_codewords, key_codes, key_codewords, value_codewords),
+        grad=grad,
     )

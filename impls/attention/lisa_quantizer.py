@@ -12,6 +12,8 @@ encoded residually (Wu et al. 2021)::
 
 Training is straight-through: the forward pass uses the one-hot of w_b, the backward pass
 the gradient of p_b (``one_hot = hard + p - p.detach()``). No Gumbel noise is added.
+The chosen codeword is gathered (``straight_through_rows``), not multiplied out of a
+one-hot, and the metric is folded into each codebook (logits = r_b (M C[b]^T)).
 """
 
 from __future__ import annotations
@@ -21,18 +23,24 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from impls.attention.lisa_straight_through import straight_through_rows
+
 __all__ = ["QuantizerOutput", "ResidualQuantizer"]
 
 
 class QuantizerOutput(NamedTuple):
-    """codes: (..., B) int64; probs: (..., B, W) soft codes; one_hot: (..., B, W)
-    straight-through one-hot (forward value one-hot, gradient of probs);
+    """codes: (..., B) int64; probs: (..., B, W) soft codes;
     reconstruction: (..., D) = sum_b C[b, codes[b]] (with straight-through gradients)."""
 
     codes: Tensor
     probs: Tensor
-    one_hot: Tensor
     reconstruction: Tensor
+
+    @property
+    def one_hot(self) -> Tensor:
+        """(..., B, W) straight-through one-hot: forward value one-hot, gradient of probs."""
+        hard = torch.nn.functional.one_hot(self.codes, self.probs.shape[-1])
+        return hard.to(self.probs.dtype) + self.probs - self.probs.detach()
 
 
 class ResidualQuantizer(nn.Module):
@@ -77,24 +85,23 @@ class ResidualQuantizer(nn.Module):
             raise ValueError(f"x must have last dim D={self.dim}, got shape {tuple(x.shape)}")
         codebooks = self.codebooks.to(x.dtype)
         metric = self.metric.to(x.dtype)
-        residual = x
-        codes, probs, one_hots = [], [], []
-        reconstruction = torch.zeros_like(x)
+        projections = metric @ codebooks.transpose(1, 2)  # (B, D, W): M C[b]^T
+        flat = x.reshape(-1, 1, 1, self.dim)  # (N, 1, 1, D): one "book" per lookup
+        residual = flat
+        codes, probs = [], []
+        reconstruction = torch.zeros_like(flat)
         for b in range(self.num_codebooks):
-            logits = (residual @ metric) @ codebooks[b].T  # (..., W)
+            logits = residual @ projections[b]  # (N, 1, 1, W)
             p = torch.softmax(logits / self.tau, dim=-1)  # softmax subtracts the row max
             code = logits.argmax(dim=-1)
-            hard = torch.nn.functional.one_hot(code, self.num_codewords).to(x.dtype)
-            straight = hard + p - p.detach()
-            chosen = straight @ codebooks[b]  # forward value: codebooks[b, code]
+            chosen = straight_through_rows(codebooks[b][None], code, p)  # C[b, code]
             residual = residual - chosen
             reconstruction = reconstruction + chosen
             codes.append(code)
             probs.append(p)
-            one_hots.append(straight)
+        lead = x.shape[:-1]
         return QuantizerOutput(
-            codes=torch.stack(codes, dim=-1),
-            probs=torch.stack(probs, dim=-2),
-            one_hot=torch.stack(one_hots, dim=-2),
-            reconstruction=reconstruction,
+            codes=torch.cat(codes, dim=-1).reshape(*lead, self.num_codebooks),
+            probs=torch.cat(probs, dim=-2).reshape(*lead, self.num_codebooks, -1),
+            reconstruction=reconstruction.reshape(x.shape),
         )
