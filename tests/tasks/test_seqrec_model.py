@@ -75,6 +75,23 @@ def test_lisa_soft_regulariser_and_lisa_mini_target_codes():
     assert _model("sdpa").regularizer() is None
 
 
+@pytest.mark.parametrize("method", ["sdpa", "lisa-base", "lisa-mini"])
+def test_initial_scores_are_order_one_and_the_sequence_sees_unit_scale(method):
+    """Embeddings start N(0, 1/D) and enter the sequence times sqrt(D): initial scores
+    <h, T[i]> have standard deviation ~1 (an N(0, 1) table scored directly gives ~sqrt(D),
+    i.e. BCE ~8 at D = 128), for LISA-Mini's target codes too."""
+    d = 128
+    model = _model(method, d=d, n_items=400)
+    seq = torch.randint(1, 401, (16, 12), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        e, _ = model.embed(seq)
+        h = model(seq)
+        scores = model.score(h, torch.randint(1, 401, (16, 12, 20)))
+    assert 0.8 < e.std().item() < 1.25
+    assert 0.3 < scores.std().item() < 3.0, scores.std().item()
+    assert model.item_emb.weight[0].abs().sum() == 0  # padding row
+
+
 def test_synthetic_data_is_seeded_and_has_its_planted_structure():
     assert synthetic_events(SMALL) == synthetic_events(SMALL)
     assert synthetic_events(SMALL) != synthetic_events(
