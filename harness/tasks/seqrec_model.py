@@ -195,11 +195,14 @@ class SASRec(nn.Module):
         """Target representations T[ids] (..., D): E[ids], or for LISA-Mini the
         reconstruction of E[ids] by its target quantiser (straight-through), which encodes
         in the sequence's scale: T = TQ(sqrt(D) E[ids]) / sqrt(D)."""
-        emb = self.item_emb(ids)
         target_quantizer = getattr(self.attention, "target_quantizer", None)
-        if target_quantizer is not None:
-            return target_quantizer(emb * self.input_scale).reconstruction / self.input_scale
-        return emb
+        if target_quantizer is None:
+            return self.item_emb(ids)
+        # Each distinct item is encoded once (a batch scores at most n items, but has
+        # batch * L * (1 + negatives) slots); the gather sums gradients over repeats.
+        unique, inverse = torch.unique(ids, return_inverse=True)
+        emb = self.item_emb(unique) * self.input_scale
+        return (target_quantizer(emb).reconstruction / self.input_scale)[inverse]
 
     def score(self, h: Tensor, ids: Tensor) -> Tensor:
         """h (..., D), ids (..., m) -> scores (..., m)."""

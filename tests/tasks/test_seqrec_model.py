@@ -75,6 +75,22 @@ def test_lisa_soft_regulariser_and_lisa_mini_target_codes():
     assert _model("sdpa").regularizer() is None
 
 
+def test_lisa_mini_target_codes_encode_each_item_once_with_the_same_values_and_gradients():
+    mini = _model("lisa-mini", d=8)
+    ids = torch.tensor([[3, 5, 3], [7, 5, 5]])
+    tq, scale = mini.attention.target_quantizer, mini.input_scale
+    direct = tq(mini.item_emb(ids) * scale).reconstruction / scale
+    fast = mini.item_vectors(ids)
+    torch.testing.assert_close(fast, direct, rtol=0, atol=1e-6)
+    weight = torch.randn(fast.shape, generator=torch.Generator().manual_seed(0))
+    grads = [
+        torch.autograd.grad((out * weight).sum(), (mini.item_emb.weight, tq.codebooks))
+        for out in (mini.item_vectors(ids), tq(mini.item_emb(ids) * scale).reconstruction / scale)
+    ]
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("method", ["sdpa", "lisa-base", "lisa-mini"])
 def test_initial_scores_are_order_one_and_the_sequence_sees_unit_scale(method):
     """Embeddings start N(0, 1/D) and enter the sequence times sqrt(D): initial scores
