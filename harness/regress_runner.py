@@ -1,10 +1,15 @@
 """Paired, interleaved timing of two commits on this machine, for the regression gate.
 
-Each commit is exported with ``git archive`` into a temporary folder and served by its own
-long-lived worker process (``regress_worker.py`` with that folder first on PYTHONPATH).
-For every case, round after round, base and head are timed back to back in a random
-(seeded) order, so slow drifts of the machine hit both sides alike; the paired samples go
-to :func:`harness.regress_stats.judge`.
+Each commit is exported with ``git archive`` into a temporary folder and served by
+``workers_per_side`` long-lived worker processes (``regress_worker.py`` with that folder
+first on PYTHONPATH), each limited to ``threads`` threads. For every case, round after
+round, base and head are timed back to back in a random (seeded) order, so slow drifts of
+the machine hit both sides alike; round r uses worker r mod k of each side. Rotating
+processes matters: two single processes running identical code can differ systematically
+(layout, allocator state; a 0.72x-1.51x A/A ratio was seen on the oracle case with one
+worker per side), and with several per side that effect shows up as spread, which the
+noise floor absorbs, instead of as a consistent shift. The paired samples go to
+:func:`harness.regress_stats.judge`.
 """
 
 from __future__ import annotations
@@ -52,14 +57,18 @@ def export_commit(repo: str | os.PathLike, rev: str, dest: str | os.PathLike) ->
 class Worker:
     """A worker process timing cases from the code in ``source`` (see regress_worker)."""
 
-    def __init__(self, source: Path, workload: str, label: str):
+    def __init__(self, source: Path, workload: str, label: str, threads: int | None = None):
         self.label = label
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(source), env.get("PYTHONPATH", "")]).rstrip(
             os.pathsep
         )
+        command = [sys.executable, str(WORKER_SCRIPT), "--workload", workload]
+        if threads:
+            command += ["--threads", str(threads)]
+            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
         self.process = subprocess.Popen(
-            [sys.executable, str(WORKER_SCRIPT), "--workload", workload],
+            command,
             cwd=source,
             env=env,
             stdin=subprocess.PIPE,
@@ -107,31 +116,42 @@ def compare_commits(
     min_floor: float = 0.05,
     min_sample_s: float = 0.02,
     seed: int = 0,
+    workers_per_side: int = 1,
+    threads: int | None = None,
     progress=None,
 ) -> dict:
     """Time every case on both commits in interleaved rounds and judge each.
 
+    ``workers_per_side`` processes serve each commit, in rotation; ``threads`` limits
+    each worker's torch/OpenMP threads (None: library default).
     Returns {case: verdict dict (+ base/head samples)} or {case: {"error": ...}}."""
+    if isinstance(workers_per_side, bool) or not isinstance(workers_per_side, int):
+        raise ValueError(f"workers_per_side must be an int >= 1, got {workers_per_side!r}")
+    if workers_per_side < 1:
+        raise ValueError(f"workers_per_side must be an int >= 1, got {workers_per_side!r}")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be None or an int >= 1, got {threads!r}")
     rng = random.Random(seed)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="regress-") as folder, ExitStack() as stack:
         base_src = export_commit(repo, base, Path(folder) / "base")
         head_src = export_commit(repo, head, Path(folder) / "head")
-        sides = {
-            "base": Worker(base_src, workload, f"base {base}"),
-            "head": Worker(head_src, workload, f"head {head}"),
-        }
-        for worker in sides.values():
-            stack.callback(worker.close)
+        sides: dict[str, list[Worker]] = {"base": [], "head": []}
+        for side, source, rev in (("base", base_src, base), ("head", head_src, head)):
+            for k in range(workers_per_side):
+                worker = Worker(source, workload, f"{side} {rev} (worker {k})", threads)
+                stack.callback(worker.close)
+                sides[side].append(worker)
         for case in cases:
             try:
-                one_call = max(sides["base"].time(case, 1), sides["head"].time(case, 1))
+                one_call = max(sides["base"][0].time(case, 1), sides["head"][0].time(case, 1))
                 calls = max(1, math.ceil(min_sample_s / max(one_call, 1e-9)))
                 samples = {"base": [], "head": []}
-                for _ in range(rounds):
+                for r in range(rounds):
                     order = ["base", "head"] if rng.random() < 0.5 else ["head", "base"]
                     for side in order:
-                        samples[side].append(sides[side].time(case, calls))
+                        worker = sides[side][r % workers_per_side]
+                        samples[side].append(worker.time(case, calls))
                     if progress is not None:
                         progress()
                 verdict = judge(samples["base"], samples["head"], alpha=alpha, min_floor=min_floor)

@@ -8,7 +8,9 @@ reply per line on stdout:
     {"op": "time", "case": ID, "calls": k}  ->  {"seconds": mean seconds per call}
     {"op": "quit"}                            ->  (exits)
 
-The first request for a case builds it and makes one warm-up call, untimed. Errors are
+``--threads N`` sets torch's intra-op threads before the workload is imported (the gate
+also sets OMP_NUM_THREADS). The first request for a case builds it and makes one warm-up
+call, untimed. Errors are
 replied as {"error": message}, so the gate can say which side lacks a case.
 """
 
@@ -24,8 +26,13 @@ import time
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workload", required=True)
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     out = sys.stdout
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         module = importlib.import_module(args.workload)
         build = module.build_case

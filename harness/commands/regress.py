@@ -37,6 +37,18 @@ def register(subparsers) -> None:
         default=0.05,
         help="smallest relative change ever called a regression",
     )
+    p.add_argument(
+        "--workers-per-side",
+        type=int,
+        default=1,
+        help="worker processes per commit, used in rotation (default 1)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads per worker (default 0 = the library default)",
+    )
     p.add_argument("--repo", default=".")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default="results/regress.json")
@@ -61,6 +73,8 @@ def run(args) -> int:
             alpha=args.alpha,
             min_floor=args.min_floor,
             seed=args.seed,
+            workers_per_side=args.workers_per_side,
+            threads=args.threads or None,
             progress=lambda: bar.update(1),
         )
     except (GateError, ValueError) as error:
@@ -92,6 +106,8 @@ def run(args) -> int:
             "rounds": args.rounds,
             "alpha": args.alpha,
             "min_floor": args.min_floor,
+            "workers_per_side": args.workers_per_side,
+            "threads": args.threads or None,
             "results": results,
         },
     )

@@ -119,3 +119,62 @@ def test_gate_reports_a_missing_case_or_commit(toy_repo, tmp_path):
         )
         == 2
     )
+
+
+def test_workers_rotate_and_threads_reach_every_worker(monkeypatch, toy_repo):
+    """Round r is timed on worker r mod k of each side; every worker gets the thread cap."""
+    from harness import regress_runner
+
+    made, calls = [], {}
+
+    class FakeWorker:
+        def __init__(self, source, workload, label, threads=None):
+            made.append((label, threads))
+            self.label = label
+
+        def time(self, case, n):
+            calls[self.label] = calls.get(self.label, 0) + 1
+            return 1.0
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(regress_runner, "Worker", FakeWorker)
+    out = regress_runner.compare_commits(
+        toy_repo,
+        "HEAD~1",
+        "HEAD",
+        ["changed"],
+        workload="toy_workload",
+        rounds=21,
+        workers_per_side=3,
+        threads=1,
+    )
+    assert not out["changed"]["regression"]
+    assert len(made) == 6 and all(threads == 1 for _, threads in made)
+    per_worker = sorted(calls.items())
+    # worker 0 of each side also times the one-call probe
+    assert [n for label, n in per_worker if "worker 0" in label] == [8, 8]
+    assert [n for label, n in per_worker if "worker 0" not in label] == [7, 7, 7, 7]
+
+
+@pytest.mark.parametrize("flag", [["--workers-per-side", "0"], ["--threads", "-1"]])
+def test_gate_rejects_bad_worker_options(toy_repo, tmp_path, capsys, flag):
+    code = main(
+        [
+            "regress",
+            "HEAD~1",
+            "HEAD",
+            "--repo",
+            str(toy_repo),
+            "--workload",
+            "toy_workload",
+            "--cases",
+            "changed",
+            "--output",
+            str(tmp_path / "r.json"),
+            *flag,
+        ]
+    )
+    assert code == 2
+    assert flag[0].lstrip("-").replace("-", "_") in capsys.readouterr().err
