@@ -52,24 +52,17 @@ def toy_repo(tmp_path):
     return repo
 
 
+def regress(repo, output, *cases, base="HEAD~1", extra=()) -> int:
+    """``python -m harness regress BASE HEAD`` on the toy repository; the exit code."""
+    return main(
+        ["regress", base, "HEAD", "--repo", str(repo), "--workload", "toy_workload"]
+        + ["--cases", *cases, "--output", str(output), *extra]
+    )
+
+
 def test_gate_flags_an_injected_slowdown_and_passes_an_unchanged_case(toy_repo, tmp_path, capsys):
     out = tmp_path / "regress.json"
-    code = main(
-        [
-            "regress",
-            "HEAD~1",
-            "HEAD",
-            "--repo",
-            str(toy_repo),
-            "--workload",
-            "toy_workload",
-            "--cases",
-            "changed",
-            "unchanged",
-            "--output",
-            str(out),
-        ]
-    )
+    code = regress(toy_repo, out, "changed", "unchanged")
     printed = capsys.readouterr().out
     results = json.loads(out.read_text())["results"]
     assert results["changed"]["regression"], printed
@@ -82,43 +75,9 @@ def test_gate_flags_an_injected_slowdown_and_passes_an_unchanged_case(toy_repo, 
 
 
 def test_gate_reports_a_missing_case_or_commit(toy_repo, tmp_path):
-    out = str(tmp_path / "r.json")
-    assert (
-        main(
-            [
-                "regress",
-                "HEAD~1",
-                "HEAD",
-                "--repo",
-                str(toy_repo),
-                "--workload",
-                "toy_workload",
-                "--cases",
-                "nope",
-                "--output",
-                out,
-            ]
-        )
-        == 2
-    )
-    assert (
-        main(
-            [
-                "regress",
-                "no-such-rev",
-                "HEAD",
-                "--repo",
-                str(toy_repo),
-                "--workload",
-                "toy_workload",
-                "--cases",
-                "changed",
-                "--output",
-                out,
-            ]
-        )
-        == 2
-    )
+    out = tmp_path / "r.json"
+    assert regress(toy_repo, out, "nope") == 2
+    assert regress(toy_repo, out, "changed", base="no-such-rev") == 2
 
 
 def test_workers_rotate_and_threads_reach_every_worker(monkeypatch, toy_repo):
@@ -160,21 +119,6 @@ def test_workers_rotate_and_threads_reach_every_worker(monkeypatch, toy_repo):
 
 @pytest.mark.parametrize("flag", [["--workers-per-side", "0"], ["--threads", "-1"]])
 def test_gate_rejects_bad_worker_options(toy_repo, tmp_path, capsys, flag):
-    code = main(
-        [
-            "regress",
-            "HEAD~1",
-            "HEAD",
-            "--repo",
-            str(toy_repo),
-            "--workload",
-            "toy_workload",
-            "--cases",
-            "changed",
-            "--output",
-            str(tmp_path / "r.json"),
-            *flag,
-        ]
-    )
+    code = regress(toy_repo, tmp_path / "r.json", "changed", extra=flag)
     assert code == 2
     assert flag[0].lstrip("-").replace("-", "_") in capsys.readouterr().err
