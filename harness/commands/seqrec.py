@@ -2,7 +2,8 @@
 print HR@5/10, NDCG@5/10 (validation and test), time per epoch and peak memory.
 
 Methods: ``lisa-base``, ``lisa-soft``, ``lisa-mini`` (LISA layers), ``exact`` (= ``sdpa``)
-or any registry method / ``module:attr`` (through a one-head q/k/v adapter, causal).
+or any registry method / ``module:attr`` (through a one-head q/k/v adapter, causal), and
+``none``: the no-attention ablation, the floor any attention layer should beat.
 Data: ``synthetic`` (seeded, the default), ``ml-100k`` or ``ml-1m`` (fetch them first with
 ``python -m harness fetch-data``), or ``--inter FILE`` (an atomic file). Example:
 

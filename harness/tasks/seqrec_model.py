@@ -25,10 +25,11 @@ negative ``n_l``)::
     (+ LISA-Soft's quantisation regulariser)
 
 Attention layers: ``lisa-base``, ``lisa-soft``, ``lisa-mini`` are
-``impls.attention.lisa_layers``; any registry method (``exact`` = ``sdpa``) goes through
-:class:`RegistryAttentionLayer`: x -> q, k, v by three D x D projections, one head of dim
-D, the registry operator with ``causal=True`` and the key padding mask, an output
-projection. Methods that cannot attend causally are refused with a ValueError.
+``impls.attention.lisa_layers``; ``none`` is the no-attention ablation (zero output); any
+registry method (``exact`` = ``sdpa``) goes through :class:`RegistryAttentionLayer`:
+x -> q, k, v by three D x D projections, one head of dim D, the registry operator with
+``causal=True`` and the key padding mask, an output projection. Methods that cannot
+attend causally are refused with a ValueError.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from impls import registry
 
 __all__ = [
     "LISA_LAYERS",
+    "NoAttention",
     "RegistryAttentionLayer",
     "SASRec",
     "canonical_method",
@@ -50,13 +52,25 @@ __all__ = [
 ]
 
 LISA_LAYERS = ("lisa-base", "lisa-soft", "lisa-mini")
+NO_ATTENTION = "none"
 ALIASES = {"exact": "sdpa"}
+
+
+class NoAttention(nn.Module):
+    """The ablation ``none``: the attention output is zero, so position l sees only its own
+    item and position (a learned next-item table). What any attention layer adds is
+    measured against it."""
+
+    def forward(
+        self, x: Tensor, *, causal: bool = True, key_padding_mask: Tensor | None = None
+    ) -> Tensor:
+        return torch.zeros_like(x)
 
 
 def canonical_method(name: str) -> str:
     """``lisa_base``/``LISA-Base`` -> ``lisa-base``; ``exact`` -> ``sdpa``; others as given."""
     low = name.lower().replace("_", "-")
-    if low in LISA_LAYERS:
+    if low in LISA_LAYERS or low == NO_ATTENTION:
         return low
     return ALIASES.get(name, name)
 
@@ -135,6 +149,8 @@ def make_attention_layer(
     """The attention layer for ``method`` (a LISA layer name, a registry name or
     ``module:attr``); ValueError naming the method when it cannot serve causal use."""
     name = canonical_method(method)
+    if name == NO_ATTENTION:
+        return NoAttention()
     if name in LISA_LAYERS:
         from impls.attention.lisa_layers import LISABase, LISAMini, LISASoft
 

@@ -47,6 +47,17 @@ def test_future_items_do_not_change_past_outputs(method):
     assert torch.all(h[0, :4] == 0)  # padded positions carry nothing
 
 
+def test_no_attention_ablation_sees_only_its_own_item():
+    model = _model("none")
+    seq = torch.randint(1, 31, (2, 12), generator=torch.Generator().manual_seed(3))
+    changed = seq.clone()
+    changed[:, :6] = torch.randint(1, 31, (2, 6), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        h, h2 = model(seq), model(changed)
+    torch.testing.assert_close(h[:, 6:], h2[:, 6:])  # later rows ignore the changed history
+    assert not torch.allclose(h[:, :6], h2[:, :6])
+
+
 def test_bidirectional_only_methods_are_refused_clearly():
     with pytest.raises(ValueError, match="linformer.*causal"):
         make_attention_layer("linformer", 16)
