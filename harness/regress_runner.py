@@ -125,9 +125,11 @@ def compare_commits(
     ``workers_per_side`` processes serve each commit, in rotation; ``threads`` limits
     each worker's torch/OpenMP threads (None: library default).
     Returns {case: verdict dict (+ base/head samples)} or {case: {"error": ...}}."""
-    if isinstance(workers_per_side, bool) or not isinstance(workers_per_side, int):
-        raise ValueError(f"workers_per_side must be an int >= 1, got {workers_per_side!r}")
-    if workers_per_side < 1:
+    if (
+        isinstance(workers_per_side, bool)
+        or not isinstance(workers_per_side, int)
+        or (workers_per_side < 1)
+    ):
         raise ValueError(f"workers_per_side must be an int >= 1, got {workers_per_side!r}")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be None or an int >= 1, got {threads!r}")

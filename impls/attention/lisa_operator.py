@@ -180,11 +180,17 @@ def _log_histograms(
         yield start, stop, log_hist
 
 
-def _weights(logits: Tensor) -> tuple[Tensor, Tensor]:
-    """(softmax over W, logsumexp over W) of ``logits`` (..., W); rows that are all -inf
-    (empty histograms) give weights 0 and log-normaliser -inf."""
+def _weights(logits: Tensor) -> Tensor:
+    """softmax over W of ``logits`` (..., W), row maximum subtracted; rows that are all
+    -inf (empty histograms) give weights 0."""
+    return torch.softmax(logits, dim=-1).nan_to_num_(nan=0.0)
+
+
+def _weights_and_log_norm(logits: Tensor) -> tuple[Tensor, Tensor]:
+    """(softmax, logsumexp) over W with one exponential pass: weights = exp(logits - log Z).
+    Empty rows: weights 0, log Z = -inf."""
     log_norm = torch.logsumexp(logits, dim=-1)  # subtracts the row maximum
-    return torch.softmax(logits, dim=-1).nan_to_num_(nan=0.0), log_norm
+    return torch.exp(logits - log_norm[..., None]).nan_to_num_(nan=0.0), log_norm
 
 
 def _decayed_sums(u: Tensor, *, gamma: float, causal: bool, chunk: int) -> Tensor:
@@ -247,7 +253,7 @@ class _HistogramAttention(torch.autograd.Function):
             dtype=scores.dtype,
             device=scores.device,
         ):
-            weights[:, :, start:stop], log_norm[:, :, start:stop] = _weights(
+            weights[:, :, start:stop], log_norm[:, :, start:stop] = _weights_and_log_norm(
                 scores[:, :, start:stop] + log_hist
             )
         ctx.save_for_backward(scores, weights, log_norm, value_codewords)
@@ -312,7 +318,7 @@ def _histogram_scan(
         dtype=dtype,
         device=value_codewords.device,
     ):
-        weights, _ = _weights(scores(start, stop) + log_hist)  # (batch, B, C, W)
+        weights = _weights(scores(start, stop) + log_hist)  # (batch, B, C, W)
         outputs.append(torch.einsum("nbcw,bwe->nce", weights, value_codewords))
     return torch.cat(outputs, dim=1)
 

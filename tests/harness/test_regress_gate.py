@@ -66,10 +66,10 @@ def test_gate_flags_an_injected_slowdown_and_passes_an_unchanged_case(toy_repo, 
     printed = capsys.readouterr().out
     results = json.loads(out.read_text())["results"]
     assert results["changed"]["regression"], printed
-    # 1.3x the work; a loaded machine stretches the measured ratio (1.56 seen with two
-    # other processes on 2 cores), so only gross mismeasurement fails here.
+    # 1.3x the work. Timed on a quiet machine (CI's dedicated cores): under load the
+    # measured ratio stretches (1.56 seen with two other processes on 2 cores).
     ratio = results["changed"]["ratio"]
-    assert 1.1 < ratio < 3.0, printed
+    assert ratio > 1.15 and ratio < 1.5, printed
     assert not results["unchanged"]["regression"], printed
     assert code == 1
 
