@@ -1,7 +1,12 @@
 """asv benchmarks over the graph workload of ``harness.workloads.graph`` (one definition
 shared with ``python -m harness bench --family graph``): one sampled aggregation step of
 every sampler x estimator and of exhaustive aggregation. Graphs are built in
-``setup_cache`` so that peakmem_ does not count their construction."""
+``setup_cache`` so that peakmem_ does not count their construction.
+
+Sizes: the quick grid (``harness.workloads.graph.QUICK_SIZES``, 10^4 and 10^5 edges);
+``LISA_BENCH_ASV_FULL=1`` selects the full grid (up to 10^7) and
+``LISA_BENCH_ASV_GRAPH_SIZES=10000`` a grid of your own.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,10 @@ import os
 
 from harness.workloads import graph as workload
 
-SIZES = [int(v) for v in os.environ.get("LISA_BENCH_ASV_GRAPH_SIZES", "10000,100000").split(",")]
+FULL = os.environ.get("LISA_BENCH_ASV_FULL", "") not in ("", "0")
+SIZES = list(workload.FULL_SIZES if FULL else workload.QUICK_SIZES)
+if os.environ.get("LISA_BENCH_ASV_GRAPH_SIZES"):  # e.g. "10000" for a smoke run (nox -s asv)
+    SIZES = [int(n) for n in os.environ["LISA_BENCH_ASV_GRAPH_SIZES"].split(",")]
 CONFIGS = {c.label: c for c in workload.configs()}
 
 

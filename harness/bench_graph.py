@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from harness import bench_report
 from harness.results import config_hash, machine_fingerprint, write_json_atomic
-from harness.scaling import fit_exponent
+from harness.scaling import exponent_problem, fit_exponent, format_exponent
 from harness.workloads import graph as workload
 
 SCHEMA = "lisa-bench/graph-bench/1"
@@ -29,8 +29,8 @@ def _ratio(num, den):
     return "-" if num is None or den in (None, 0) else f"{num / den:.2f}x"
 
 
-def _fmt_exponent(v):
-    return "-" if v is None else f"{v[0]:.2f} [{v[1]:.2f}, {v[2]:.2f}]"
+def _fmt_exponent(fit, note: str | None = None) -> str:
+    return "not enough points" if fit is not None and note else format_exponent(fit)
 
 
 def render(rows: list[dict]) -> str:
@@ -66,13 +66,7 @@ def render(rows: list[dict]) -> str:
                 r["status"],
             )
         )
-    widths = [max(len(h), *(len(x[i]) for x in lines)) for i, h in enumerate(header)]
-    out = [
-        "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
-        "  ".join("-" * w for w in widths),
-    ]
-    out += ["  ".join(c.ljust(w) for c, w in zip(x, widths, strict=True)) for x in lines]
-    return "\n".join(out)
+    return bench_report.table(header, lines)
 
 
 def summarise(rows: list[dict], sizes: list[int]) -> dict:
@@ -80,11 +74,45 @@ def summarise(rows: list[dict], sizes: list[int]) -> dict:
     for label in dict.fromkeys(r["method"] for r in rows):
         by_size = {r["edges"]: r for r in rows if r["method"] == label}
         pick = [by_size.get(n, {}) for n in sizes]
+        times = [r.get("median_s") for r in pick]
+        peaks = [r.get("peak_bytes") for r in pick]
         out[label] = {
-            "time_exponent": fit_exponent(sizes, [r.get("median_s") for r in pick]),
-            "memory_exponent": fit_exponent(sizes, [r.get("peak_bytes") for r in pick]),
+            "time_exponent": fit_exponent(sizes, times),
+            "memory_exponent": fit_exponent(sizes, peaks),
+            "exponent_notes": {
+                "time": exponent_problem(sizes, times),
+                "memory": exponent_problem(sizes, peaks),
+            },
         }
     return out
+
+
+def render_exponents(summary: dict) -> str:
+    """Fitted exponents against graph size, one line per configuration; a fit over too
+    few sizes or too narrow a span is "not enough points", with the rule once below."""
+    lines = ["fitted exponents against graph size (value ~ E^k, 95% interval):"]
+    notes = []
+    for label, e in summary.items():
+        why = e.get("exponent_notes") or {}
+        t = _fmt_exponent(e["time_exponent"], why.get("time"))
+        m = _fmt_exponent(e["memory_exponent"], why.get("memory"))
+        lines.append(f"  {label:32s} time k = {t}; memory k = {m}")
+        notes += [n for n in why.values() if n and n not in notes]
+    lines += [f"  k {n}; measure more sizes (--full or --graph-edges)" for n in notes]
+    return "\n".join(lines)
+
+
+def plot_groups(rows: list[dict]) -> list[dict]:
+    """The rows to plot, one figure per estimator: every sampler with that estimator
+    beside exhaustive aggregation (repeated in each figure as the reference), so every
+    row is drawn and no figure holds more than one line per sampler."""
+    base = [r for r in rows if r["method"] == workload.BASELINE]
+    others = [r for r in rows if r["method"] != workload.BASELINE]
+    out = []
+    for est in dict.fromkeys(r.get("estimator") for r in others):
+        mine = [r for r in others if r.get("estimator") == est]
+        out += [{**r, "pass": f"{r['pass']}, {est} estimator"} for r in base + mine]
+    return out or base
 
 
 def run(args) -> int:
@@ -116,10 +144,7 @@ def run(args) -> int:
     wall = time.perf_counter() - started
     summary = summarise(rows, sizes)
     print(render(rows))
-    print("\nfitted exponents against graph size (value ~ E^k, 95% interval):")
-    for label, e in summary.items():
-        t, m = e["time_exponent"], e["memory_exponent"]
-        print(f"  {label:32s} time k = {_fmt_exponent(t)}; memory k = {_fmt_exponent(m)}")
+    print("\n" + render_exponents(summary))
     config = {
         "family": "graph",
         "sizes": sizes,
@@ -140,20 +165,20 @@ def run(args) -> int:
     print(bench_report.render_comparison(changes, previous["created"] if previous else None))
     plots: list[str] = []
     if not args.no_plots:
-        from harness.plots import PlotsUnavailable, plot_rows
+        from harness.plots import PlotsUnavailable, left_out, plot_rows
 
-        shown = [
-            r
-            for r in rows
-            if r["method"] == workload.BASELINE or r["estimator"] == "self-normalized"
-        ]
         try:
             plots = [
                 str(p)
-                for p in plot_rows(shown, args.plots_dir, family="graph", size_label="graph edges")
+                for p in plot_rows(
+                    plot_groups(rows), args.plots_dir, family="graph", size_label="graph edges"
+                )
             ]
         except PlotsUnavailable as error:
             print(f"\n{error}", file=sys.stderr)
+        missing = left_out(rows, "E")
+        if plots and missing:
+            print("\nnot plotted (no measurement): " + "; ".join(missing))
     payload = {
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(),

@@ -6,9 +6,14 @@ against exact attention measured in the same run: speed-up = baseline time / row
 (> 1: faster than the baseline), memory ratio = row peak / baseline peak.
 
 Comparison with a previous run (same machine fingerprint and config hash) marks a time
-change only when it is beyond that benchmark's noise: the two inter-quartile ranges do
-not overlap AND the ratio of medians exceeds ``1 + floor``, with floor the larger relative
-IQR of the two runs and never below ``MIN_FLOOR``. Cases with fewer than 3 timed calls in
+change only when it is beyond run-to-run noise (:data:`COMPARISON_RULE`): the ratio of
+medians exceeds ``1 + floor``, with floor ``NOISE_MULTIPLE`` times the larger relative IQR
+of the two runs and never below ``MIN_CHANGE`` (20%); and, where both rows keep at least
+``MIN_SAMPLES`` timed samples (``samples_s``), a two-sided Mann-Whitney U test rejects
+"same distribution" at ``ALPHA``. Rows of older history files without samples are judged
+on the threshold alone. Within-run spread of 3-5 calls underestimates the spread between
+two runs (load and frequency drift shift every call of a run together), so non-overlapping
+IQRs alone flag a large share of identical reruns. Cases with fewer than 3 timed calls in
 either run have no measured noise and are never marked. Peak memory (memray) is nearly
 deterministic; a change beyond ``MEMORY_TOLERANCE`` is marked.
 """
@@ -18,21 +23,42 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from harness.scaling import crossover_length, fit_exponent
+from tabulate import tabulate
+
+from harness.scaling import crossover_length, exponent_problem, fit_exponent, format_exponent
 
 __all__ = [
+    "ALPHA",
+    "COMPARISON_RULE",
     "MEMORY_TOLERANCE",
-    "MIN_FLOOR",
+    "MIN_CHANGE",
+    "MIN_SAMPLES",
+    "NOISE_MULTIPLE",
     "compare_runs",
     "render_comparison",
+    "render_memray",
     "render_summary",
     "render_tables",
     "row_key",
     "summarise",
 ]
 
-MIN_FLOOR = 0.05
+# run-to-run comparison (see the module docstring)
+MIN_CHANGE = 0.20
+NOISE_MULTIPLE = 3.0
+MIN_SAMPLES = 5
+ALPHA = 0.01
+COMPARISON_RULE = (
+    f"a time change is marked when the medians differ by more than "
+    f"max({MIN_CHANGE:.0%}, {NOISE_MULTIPLE:g}x the larger relative IQR) and, where both "
+    f"runs kept >= {MIN_SAMPLES} samples, a Mann-Whitney U test gives p < {ALPHA:g}"
+)
 MEMORY_TOLERANCE = 0.10
+# memray report: the analytic bounds are linear with generous constants, so a peak up to
+# this many times the bound at one length is the bound's constant, not a finding ...
+MEMRAY_RATIO_LIMIT = 4.0
+# ... and peak ~ L^k between two lengths with k above this is super-linear growth
+MEMRAY_LINEAR_K = 1.15
 
 
 def row_key(row: dict) -> str:
@@ -72,12 +98,9 @@ def _fmt_ratio(x):
     return "-" if x is None else f"{x:.2f}x"
 
 
-def _table(header: Sequence[str], lines: list[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(x[i]) for x in lines)) for i, h in enumerate(header)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
-    out.append("  ".join("-" * w for w in widths))
-    out += ["  ".join(c.ljust(w) for c, w in zip(x, widths, strict=True)).rstrip() for x in lines]
-    return "\n".join(out)
+def table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+    """A plain fixed-width table (header, dashes, one line per row), cells as given."""
+    return tabulate(lines, headers=header, tablefmt="simple", disable_numparse=True)
 
 
 def render_tables(
@@ -132,7 +155,7 @@ def render_tables(
                     r["status"],
                 )
             )
-        blocks.append(f"{family} — {mode}, {pass_}\n{_table(header, lines)}")
+        blocks.append(f"{family} — {mode}, {pass_}\n{table(header, lines)}")
     return "\n\n".join(blocks)
 
 
@@ -144,8 +167,10 @@ def summarise(
     expected: dict | None = None,
 ) -> dict:
     """Per "mode/pass" and method: fitted exponents of time and peak memory against L
-    (value ~ L^k, 95% interval), the expected exponents when known, and the crossover
-    length against the baseline and the oracle."""
+    (value ~ L^k, 95% interval; the interval is None with two points), the expected
+    exponents when known, the crossover length against the baseline and the oracle, and
+    ``exponent_notes``: per fit, why it is not shown (too few lengths or too narrow a
+    span, :func:`harness.scaling.exponent_problem`), or None."""
     by_key = {row_key(r): r for r in rows}
     expected = expected or {}
     out: dict = {}
@@ -167,6 +192,10 @@ def summarise(
                 "lengths": lengths,
                 "time_exponent": fit_exponent(lengths, ts),
                 "memory_exponent": fit_exponent(lengths, ms),
+                "exponent_notes": {
+                    "time": exponent_problem(lengths, ts),
+                    "memory": exponent_problem(lengths, ms),
+                },
             }
             if m in expected:
                 entry["expected"] = expected[m]
@@ -186,8 +215,12 @@ def summarise(
     return out
 
 
-def _fmt_exp(e):
-    return "-" if e is None else f"{e[0]:.2f} [{e[1]:.2f}, {e[2]:.2f}]"
+def _fmt_exp(fit, note: str | None = None) -> str:
+    """The fit with its interval, or "not enough points" when ``note`` says it should
+    not be shown."""
+    if fit is not None and note:
+        return "not enough points"
+    return format_exponent(fit)
 
 
 def _fmt_cross(c, name):
@@ -202,19 +235,27 @@ def _fmt_cross(c, name):
 
 
 def render_summary(summary: dict, *, baseline: str = "sdpa", oracle: str = "oracle") -> str:
-    """Fitted exponents with intervals and crossover lengths, one block per mode/pass."""
+    """Fitted exponents with intervals and crossover lengths, one block per mode/pass.
+    A fit over too few lengths or too narrow a span (``exponent_notes``) is shown as "not
+    enough points", with the rule and the lengths measured below the table."""
     out = []
     for group, methods in summary.items():
         out.append(f"\nscaling, {group} (value ~ L^k, 95% interval; crossover vs exact):")
         header = ("method", "time k", "memory k", "expected", f"vs {baseline}", f"vs {oracle}")
         lines = []
+        notes: dict[str, list[str]] = {}
         for m, e in methods.items():
             exp = e.get("expected")
+            why = e.get("exponent_notes") or {}
+            for kind in ("time", "memory"):
+                if why.get(kind) and e.get(f"{kind}_exponent") is not None:
+                    names = notes.setdefault(why[kind], [])
+                    names += [] if m in names else [m]
             lines.append(
                 (
                     m,
-                    _fmt_exp(e["time_exponent"]),
-                    _fmt_exp(e["memory_exponent"]),
+                    _fmt_exp(e["time_exponent"], why.get("time")),
+                    _fmt_exp(e["memory_exponent"], why.get("memory")),
                     "-" if not exp else f"t L^{exp[0]:g}, m L^{exp[1]:g}",
                     _fmt_cross(e["crossover_vs_baseline"], baseline)
                     if "crossover_vs_baseline" in e
@@ -224,7 +265,10 @@ def render_summary(summary: dict, *, baseline: str = "sdpa", oracle: str = "orac
                     else "(oracle)",
                 )
             )
-        out.append(_table(header, lines))
+        out.append(table(header, lines))
+        for why, names in notes.items():
+            who = "every method" if len(names) == len(methods) else ", ".join(names)
+            out.append(f"  k {why} for {who}; measure more lengths (--full or --lengths)")
     return "\n".join(out)
 
 
@@ -234,9 +278,41 @@ def _rel_iqr(row: dict) -> float | None:
     return (row["q3_s"] - row["q1_s"]) / row["median_s"]
 
 
+def _samples(row: dict) -> list[float] | None:
+    samples = row.get("samples_s")
+    if not isinstance(samples, list) or len(samples) < MIN_SAMPLES:
+        return None
+    return [float(x) for x in samples]
+
+
+def time_change(current: dict, previous: dict) -> tuple[str, float | None]:
+    """("slower" | "faster" | "", p-value or None) for one case measured in two runs, by
+    :data:`COMPARISON_RULE`; the p-value is None when the threshold alone decided (too
+    few samples kept, e.g. a history file written before rows kept ``samples_s``)."""
+    ratio = _ratio(current.get("median_s"), previous.get("median_s"))
+    noise = [_rel_iqr(current), _rel_iqr(previous)]
+    if ratio is None or ratio <= 0 or None in noise:
+        return "", None
+    floor = max(MIN_CHANGE, NOISE_MULTIPLE * max(noise))
+    if ratio > 1 + floor:
+        flag = "slower"
+    elif ratio < 1 / (1 + floor):
+        flag = "faster"
+    else:
+        return "", None
+    new, old = _samples(current), _samples(previous)
+    if new is None or old is None:
+        return flag, None
+    from scipy.stats import mannwhitneyu
+
+    p = float(mannwhitneyu(new, old, alternative="two-sided").pvalue)
+    return (flag if p < ALPHA else ""), p
+
+
 def compare_runs(current: Sequence[dict], previous: Sequence[dict]) -> dict:
     """Per case key present and "ok" in both runs: {"ratio", "mem_ratio", "flag",
-    "text"}; flag is "slower", "faster" or "" (within noise; see the module docstring)."""
+    "memory_flag", "p_value", "text"}; flag is "slower", "faster" or "" (within noise, by
+    :data:`COMPARISON_RULE`); p_value is the Mann-Whitney U test's when it was run."""
     before = {row_key(r): r for r in previous if r.get("status") == "ok"}
     out = {}
     for r in current:
@@ -246,20 +322,15 @@ def compare_runs(current: Sequence[dict], previous: Sequence[dict]) -> dict:
             continue
         ratio = _ratio(r.get("median_s"), old.get("median_s"))
         mem_ratio = _ratio(r.get("peak_bytes"), old.get("peak_bytes"))
-        flag = ""
-        noise = [_rel_iqr(r), _rel_iqr(old)]
-        if ratio is not None and None not in noise:
-            floor = max(MIN_FLOOR, *noise)
-            if r["q1_s"] > old["q3_s"] and ratio > 1 + floor:
-                flag = "slower"
-            elif r["q3_s"] < old["q1_s"] and ratio < 1 / (1 + floor):
-                flag = "faster"
+        flag, p_value = time_change(r, old)
         mem_flag = ""
         if mem_ratio is not None and abs(mem_ratio - 1) > MEMORY_TOLERANCE:
             mem_flag = "more memory" if mem_ratio > 1 else "less memory"
         text = "-" if ratio is None else f"{ratio:.2f}x"
         if flag:
             text += f" {flag.upper()}"
+            if p_value is not None:
+                text += f" (p={p_value:.3f})"
         if mem_flag:
             text += f"; mem {mem_ratio:.2f}x {mem_flag.upper()}"
         out[key] = {
@@ -267,6 +338,7 @@ def compare_runs(current: Sequence[dict], previous: Sequence[dict]) -> dict:
             "mem_ratio": mem_ratio,
             "flag": flag,
             "memory_flag": mem_flag,
+            "p_value": p_value,
             "text": text,
         }
     return out
@@ -274,16 +346,82 @@ def compare_runs(current: Sequence[dict], previous: Sequence[dict]) -> dict:
 
 def render_comparison(changes: dict, previous_created: str | None, *, limit: int = 20) -> str:
     """One paragraph: what changed beyond noise since the previous run (the ``limit``
-    largest changes)."""
+    largest changes), under a header that states the rule (:data:`COMPARISON_RULE`)."""
     if previous_created is None:
         return "\nno previous run with this machine fingerprint and config hash to compare with"
     marked = {k: c for k, c in changes.items() if c["flag"] or c["memory_flag"]}
     head = (
         f"\ncompared with the previous run on this machine ({previous_created}): "
-        f"{len(changes)} cases, {len(marked)} changed beyond their noise"
+        f"{len(changes)} cases, {len(marked)} changed beyond their noise\n"
+        f"  ({COMPARISON_RULE}; peak memory: beyond {MEMORY_TOLERANCE:.0%})"
     )
     shown = sorted(marked.items(), key=lambda kc: -abs(math.log(kc[1]["ratio"] or 1.0)))
     lines = [f"  {k}: {c['text']}" for k, c in shown[:limit]]
     if len(shown) > limit:
         lines.append(f"  ... and {len(shown) - limit} more (see the results JSON)")
     return "\n".join([head, *lines])
+
+
+def _memray_growth(row: dict, others: Sequence[dict]) -> str | None:
+    """Peak growth of ``row``'s method against its nearest other measured length."""
+    mine = [
+        o
+        for o in others
+        if o.get("method") == row["method"]
+        and o.get("status") == "ok"
+        and o.get("L") not in (None, row["L"])
+        and o.get("peak_bytes")
+    ]
+    if not mine:
+        return None
+    other = min(mine, key=lambda o: abs(math.log(o["L"] / row["L"])))
+    (l0, p0), (l1, p1) = sorted([(other["L"], other["peak_bytes"]), (row["L"], row["peak_bytes"])])
+    k = math.log(p1 / p0) / math.log(l1 / l0)
+    growth = f"peak x{p1 / p0:.2f} for L x{l1 / l0:g} ({l0:,} -> {l1:,}): ~L^{k:.2f}"
+    if k > MEMRAY_LINEAR_K:
+        return f"{growth}, SUPER-LINEAR memory (expected only of quadratic methods: oracle)"
+    return f"{growth}, linear"
+
+
+def memray_reading(row: dict, others: Sequence[dict] = ()) -> str:
+    """One line saying what a memray row's peak/analytic ratio means. With the same
+    method measured at another length (in ``others``: this run or an earlier one) the
+    growth of the peak decides; otherwise only the ratio at this length."""
+    if row.get("status") != "ok":
+        return row.get("status", "-")
+    ratio = row["peak_bytes"] / row["analytic_bytes"]
+    growth = _memray_growth(row, others)
+    if growth and ratio > MEMRAY_RATIO_LIMIT and growth.endswith(", linear"):
+        return f"{growth}; the bound's constant is too small"
+    if growth:
+        return growth
+    if ratio <= MEMRAY_RATIO_LIMIT:
+        return (
+            f"within the linear bound's constant (<= {MEMRAY_RATIO_LIMIT:g}x); "
+            "growth unknown: rerun with --lengths L/4"
+        )
+    return (
+        f"above {MEMRAY_RATIO_LIMIT:g}x the linear bound: super-linear memory (or a wrong "
+        "bound); compare two lengths"
+    )
+
+
+def render_memray(rows: Sequence[dict], earlier: Sequence[dict] = ()) -> str:
+    """The ``python -m harness memray`` table: peak and analytic MiB, their ratio and a
+    reading per row (:func:`memray_reading` against this run's other rows and ``earlier``
+    rows, e.g. the previous run's on the same machine)."""
+    lines = []
+    for r in rows:
+        ok = r.get("status") == "ok"
+        lines.append(
+            (
+                r["method"],
+                f"{r['L']:,}" if r.get("L") else "-",
+                _fmt_bytes(r.get("peak_bytes")) if ok else "-",
+                _fmt_bytes(r.get("analytic_bytes")) if ok else "-",
+                f"{r['peak_bytes'] / r['analytic_bytes']:.2f}" if ok else "-",
+                memray_reading(r, [*rows, *earlier]),
+            )
+        )
+    header = ("method", "L", "peak", "analytic", "peak/analytic", "reading")
+    return table(header, lines)

@@ -30,10 +30,20 @@ def macro_f1(pred: Tensor, target: Tensor, num_classes: int) -> float:
 
 def roc_auc(pos: Tensor, neg: Tensor) -> float:
     """P(score of a random positive > score of a random negative), ties count 1/2
-    (Mann-Whitney U / (n_pos n_neg), with average ranks)."""
+    (Mann-Whitney U / (n_pos n_neg), with average ranks).
+
+    Non-finite scores (NaN, +-inf) lose: a pair counts 1 only when both scores are finite
+    and the positive's is larger (1/2 when equal); a pair with a non-finite positive or a
+    non-finite negative counts 0. So AUC = U(finite pos, finite neg) / (n_pos n_neg), and
+    a scorer that returns NaN gets 0, never the 1 that sorting NaN last would give."""
     if pos.numel() == 0 or neg.numel() == 0:
         raise ValueError("roc_auc needs at least one positive and one negative score")
-    scores = torch.cat([pos, neg]).double()
+    n_pos, n_neg = pos.numel(), neg.numel()
+    pos, neg = pos.double().flatten(), neg.double().flatten()
+    pos, neg = pos[torch.isfinite(pos)], neg[torch.isfinite(neg)]
+    if pos.numel() == 0 or neg.numel() == 0:
+        return 0.0
+    scores = torch.cat([pos, neg])
     order = torch.argsort(scores)
     sorted_scores = scores[order]
     ranks = torch.empty_like(scores)
@@ -42,6 +52,6 @@ def roc_auc(pos: Tensor, neg: Tensor) -> float:
     uniq, inv, counts = torch.unique(sorted_scores, return_inverse=True, return_counts=True)
     sums = torch.zeros(uniq.numel(), dtype=torch.float64).index_add_(0, inv, ranks[order])
     ranks[order] = (sums / counts)[inv]
-    n_pos, n_neg = pos.numel(), neg.numel()
-    u = float(ranks[:n_pos].sum()) - n_pos * (n_pos + 1) / 2
+    kept = pos.numel()
+    u = float(ranks[:kept].sum()) - kept * (kept + 1) / 2
     return u / (n_pos * n_neg)

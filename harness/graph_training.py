@@ -7,6 +7,14 @@ on the validation and test sets (Micro/Macro-F1 for node classification, ROC-AUC
 link prediction). Evaluation always aggregates exhaustively, so every configuration is
 scored by the same rule.
 
+Divergence: a training loss that is NaN or +-inf stops training at once (before that
+step's backward pass). The last record then has ``status`` ``"diverged: non-finite loss at
+epoch E step S"`` (S counts the epoch's batches from 1; every other record has ``"ok"``),
+``loss`` None, and validation/test metrics 0 (Macro-F1 0 for node classification): a
+diverged run never reports a score. Evaluation counts a node whose class logits are not
+all finite as misclassified, and ``roc_auc`` ranks non-finite link scores as losses, so a
+model that outputs NaN never scores well either.
+
 Peak memory, two figures: ``activation_mb``, the largest total size of the tensors
 autograd saved for the backward pass in one training step (distinct storages, counted
 through ``torch.autograd.graph.saved_tensors_hooks``; deterministic, and the part of
@@ -20,6 +28,7 @@ processes and prefer ``activation_mb`` on CPU.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -70,7 +79,7 @@ class TrainConfig:
 @dataclass
 class EpochRecord:
     epoch: int
-    loss: float
+    loss: float | None  # mean training loss; None for a diverged epoch
     edges_in_computation: int
     exhaustive_edges: int
     seconds: float
@@ -79,6 +88,7 @@ class EpochRecord:
     val_metric: float
     test_metric: float
     test_macro_f1: float | None = None
+    status: str = "ok"  # or "diverged: non-finite loss at epoch E step S"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -177,7 +187,9 @@ def evaluate(
     if cfg.task == "node":
         ids = task.split[split]
         reps = _exhaustive_reps(model, task, task.node_type, ids, 4096)
-        pred = model.classify(reps).argmax(1)
+        logits = model.classify(reps)
+        # a row with a NaN/inf logit has no prediction: -1 matches no class (a miss)
+        pred = torch.where(torch.isfinite(logits).all(1), logits.argmax(1), -1)
         target = task.labels[ids]
         return micro_f1(pred, target), macro_f1(pred, target, task.num_classes)
     src_t, _, dst_t = task.link_relation
@@ -200,7 +212,9 @@ def train_graph_model(
     progress: Callable[[int], object] | None = None,
 ) -> tuple[HEPModel, list[EpochRecord]]:
     """Train for cfg.epochs; ``progress(n)`` is called after each batch with the batch
-    count (e.g. a tqdm ``update``). Returns the model and one record per epoch."""
+    count (e.g. a tqdm ``update``). Returns the model and one record per epoch run; when
+    the loss becomes non-finite training stops and the last record says so in its
+    ``status`` (see the module docstring)."""
     cfg.check()
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -220,25 +234,47 @@ def train_graph_model(
         kept = total = 0
         losses = []
         activation = 0
+        status = "ok"
         start = time.perf_counter()
         with _PeakMemory() as mem:
-            for batch in _epoch_batches(task, cfg, gen):
+            for step, batch in enumerate(_epoch_batches(task, cfg, gen), start=1):
                 opt.zero_grad()
                 saved = _SavedBytes()
                 with torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack):
                     loss, blocks = _loss(model, task, cfg, sampler, est, batch, gen)
                 activation = max(activation, saved.total)
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
                 kept += sum(b.edges_in_computation for b in blocks)
                 total += sum(b.batch_edges for b in blocks)
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    status = f"diverged: non-finite loss at epoch {epoch} step {step}"
+                    break
+                loss.backward()
+                opt.step()
+                losses.append(value)
                 if progress is not None:
                     progress(1)
         seconds = time.perf_counter() - start
         peak = mem.peak
         if torch.cuda.is_available():  # pragma: no cover
             peak = torch.cuda.max_memory_allocated() / 2**20
+        if status != "ok":
+            records.append(
+                EpochRecord(
+                    epoch,
+                    None,
+                    kept,
+                    total,
+                    seconds,
+                    peak,
+                    activation / 2**20,
+                    0.0,
+                    0.0,
+                    0.0 if cfg.task == "node" else None,
+                    status,
+                )
+            )
+            break
         val, _ = evaluate(model, task, cfg, "val")
         test, macro = evaluate(model, task, cfg, "test")
         records.append(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import tempfile
@@ -85,8 +86,34 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
+_NONFINITE_KEY = "nonfinite_as_null"
+
+
+def _null_nonfinite(value, path: str, found: dict[str, str]):
+    """``value`` with each non-finite float replaced by None (in new containers), its
+    JSON path and what it was recorded in ``found``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        found[path] = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        return None
+    if isinstance(value, dict):
+        return {k: _null_nonfinite(v, f"{path}.{k}", found) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_null_nonfinite(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
+    return value
+
+
 def write_json_atomic(path: str | os.PathLike, payload: dict) -> Path:
-    """:func:`write_bytes_atomic` of ``payload`` as indented JSON. The payload is
-    serialised first, so a payload that cannot be serialised leaves ``path`` untouched."""
-    text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
+    """:func:`write_bytes_atomic` of ``payload`` as indented, standard JSON. The payload is
+    serialised first, so a payload that cannot be serialised leaves ``path`` untouched.
+
+    Standard JSON has no NaN or infinity: each non-finite float is written as null, and a
+    dict payload gets a ``nonfinite_as_null`` entry mapping the JSON path of each such
+    value to what it was (``"NaN"``, ``"Infinity"``, ``"-Infinity"``), so a reader can
+    tell a missing value from a non-finite one. The file never holds a bare ``NaN``."""
+    found: dict[str, str] = {}
+    clean = _null_nonfinite(payload, "$", found)
+    if found and isinstance(clean, dict):
+        earlier = clean.get(_NONFINITE_KEY)
+        clean[_NONFINITE_KEY] = {**(earlier if isinstance(earlier, dict) else {}), **found}
+    text = json.dumps(clean, indent=2, sort_keys=True, allow_nan=False) + "\n"
     return write_text_atomic(path, text)

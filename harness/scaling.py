@@ -1,43 +1,107 @@
-"""Scaling analysis: power-law exponents with an interval, and crossover lengths."""
+"""Scaling analysis: power-law exponents with an interval, and crossover lengths.
+
+A fitted exponent says something only over enough sizes: :func:`exponent_problem` (and
+:func:`exponent_is_reportable`) apply the reporting rule — at least ``MIN_POINTS``
+measured sizes spanning at least ``MIN_SPAN`` times — so that tables and leaderboards show
+"not enough points" instead of a slope through two or three nearby points."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
-__all__ = ["fit_exponent", "crossover_length"]
+from scipy import stats
 
-# Two-sided 95% Student-t quantiles by degrees of freedom (1..10); beyond, the normal 1.96.
-_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)
+__all__ = [
+    "MIN_POINTS",
+    "MIN_SPAN",
+    "crossover_length",
+    "exponent_is_reportable",
+    "exponent_problem",
+    "fit_exponent",
+    "format_exponent",
+]
+
+MIN_POINTS = 4  # measured sizes a reported exponent needs ...
+MIN_SPAN = 16.0  # ... and the ratio largest / smallest they must span
+
+
+def _usable(
+    sizes: Sequence[float], values: Sequence[float | None] | None
+) -> list[tuple[float, float]]:
+    """(size, value) pairs a log-log fit can use: positive size and positive value."""
+    if values is None:
+        values = [1.0] * len(sizes)
+    return [
+        (float(s), float(v))
+        for s, v in zip(sizes, values, strict=True)
+        if s is not None and s > 0 and v is not None and v > 0 and math.isfinite(v)
+    ]
 
 
 def fit_exponent(
-    sizes: Sequence[float], values: Sequence[float]
-) -> tuple[float, float, float] | None:
+    sizes: Sequence[float], values: Sequence[float | None]
+) -> tuple[float, float | None, float | None] | None:
     """Least-squares slope of log(value) against log(size): value ~ c * size^slope.
 
-    Returns (slope, low, high), a 95% interval from the slope's standard error; the
-    interval is (slope, slope) with two points and None with fewer than two."""
-    pairs = [
-        (math.log(s), math.log(v))
-        for s, v in zip(sizes, values, strict=True)
-        if s > 0 and v is not None and v > 0
-    ]
+    Returns (slope, low, high) with a two-sided 95% Student-t interval from the slope's
+    standard error (``scipy.stats.linregress``, n - 2 degrees of freedom). With exactly
+    two usable points the line goes through both and there is no interval: (slope, None,
+    None). None with fewer than two usable points or a single distinct size. Points with
+    a missing or non-positive value are left out."""
+    pairs = _usable(sizes, values)
+    if len({s for s, _ in pairs}) < 2:
+        return None
+    xs = [math.log(s) for s, _ in pairs]
+    ys = [math.log(v) for _, v in pairs]
+    fit = stats.linregress(xs, ys)
+    slope = float(fit.slope)
     n = len(pairs)
-    if n < 2:
+    if n < 3:
+        return slope, None, None
+    half = float(stats.t.ppf(0.975, n - 2)) * float(fit.stderr)
+    return slope, slope - half, slope + half
+
+
+def exponent_problem(
+    sizes: Sequence[float],
+    values: Sequence[float | None] | None = None,
+    *,
+    min_points: int = MIN_POINTS,
+    min_span: float = MIN_SPAN,
+) -> str | None:
+    """Why an exponent fitted over ``sizes`` (only those with a usable value, when
+    ``values`` is given) should not be shown, or None when it may: it needs at least
+    ``min_points`` distinct sizes spanning at least ``min_span`` times."""
+    distinct = sorted({s for s, _ in _usable(sizes, values)})
+    span = distinct[-1] / distinct[0] if distinct else 1.0
+    if len(distinct) >= min_points and span >= min_span * (1 - 1e-12):
         return None
-    mx = sum(x for x, _ in pairs) / n
-    my = sum(y for _, y in pairs) / n
-    sxx = sum((x - mx) ** 2 for x, _ in pairs)
-    if sxx == 0:
-        return None
-    slope = sum((x - mx) * (y - my) for x, y in pairs) / sxx
-    if n == 2:
-        return slope, slope, slope
-    resid = sum((y - my - slope * (x - mx)) ** 2 for x, y in pairs)
-    stderr = math.sqrt(resid / (n - 2) / sxx)
-    t = _T95[n - 3] if n - 2 <= len(_T95) else 1.96
-    return slope, slope - t * stderr, slope + t * stderr
+    return (
+        f"not enough points: {len(distinct)} sizes spanning {span:.3g}x "
+        f"(needs >= {min_points} spanning >= {min_span:g}x)"
+    )
+
+
+def exponent_is_reportable(
+    sizes: Sequence[float],
+    values: Sequence[float | None] | None = None,
+    *,
+    min_points: int = MIN_POINTS,
+    min_span: float = MIN_SPAN,
+) -> bool:
+    """True when an exponent fitted over ``sizes`` may be shown (see :func:`exponent_problem`)."""
+    return exponent_problem(sizes, values, min_points=min_points, min_span=min_span) is None
+
+
+def format_exponent(fit: Sequence[float | None] | None) -> str:
+    """``"1.02 [0.95, 1.10]"`` (95% interval); ``"1.02 (2 points, no interval)"``; ``"-"``."""
+    if fit is None:
+        return "-"
+    slope, low, high = fit
+    if low is None or high is None:
+        return f"{slope:.2f} (2 points, no interval)"
+    return f"{slope:.2f} [{low:.2f}, {high:.2f}]"
 
 
 def crossover_length(

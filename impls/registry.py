@@ -18,6 +18,13 @@ the group ``lisa_bench.attention`` (the entry point names a MethodSpec, or a cal
 returning one or a list of them); ``module:attr`` references, from the command line or
 from the environment variable ``LISA_BENCH_METHODS`` (comma separated). A method that
 cannot run here stays listed, and :func:`availability` says why.
+
+Nothing is resolved at import time: plugins are imported only when a caller asks for
+methods (:func:`all_methods`, :func:`get_method`, :func:`resolve`), so commands that use no
+method keep working whatever ``LISA_BENCH_METHODS`` holds. A bad ``module:attr`` reference
+(from the command line or the environment) raises :class:`PluginError`, a ValueError whose
+message is one line naming the reference, where it came from and why it failed. A broken
+entry point never raises: it is skipped and reported by :func:`entry_point_methods`.
 """
 
 from __future__ import annotations
@@ -40,12 +47,15 @@ __all__ = [
     "ENV_VAR",
     "Capabilities",
     "MethodSpec",
+    "PluginError",
+    "PluginTypeError",
     "all_methods",
     "availability",
     "build",
     "builtin_methods",
     "check_request",
     "entry_point_methods",
+    "env_refs",
     "format_table",
     "get_method",
     "resolve",
@@ -95,10 +105,19 @@ class MethodSpec:
     budget: str | None = None  # hyperparameter whose growth must reduce the error
     budget_values: tuple[Any, ...] = ()  # small-to-large values used by the conformance suite
     calibrate: bool = False  # needs prepare(q, k, v) on a calibration batch before use
+    # Gradients: supports_backward says whether autograd works through the method (the
+    # conformance suite then compares the gradients w.r.t. ``grad_inputs`` with autograd
+    # through ``oracle_reference`` in float64); an input left out of ``grad_inputs`` reaches
+    # the output only through a discrete choice (e.g. a code), so neither is compared.
+    supports_backward: bool = True
+    grad_inputs: tuple[str, ...] = ("q", "k", "v")
     permutation_equivariant: bool = False  # bidirectional output invariant to key order
     head_equivariant: bool = True  # False when heads carry their own state (per-head codebooks)
     availability: Callable[[], tuple[bool, str]] = _always
     source: str = "builtin"
+    # cost(impls.costs.CostQuery) -> impls.costs.Cost: analytic FLOPs, compulsory traffic
+    # and working bytes of one call; None = the generic estimate from the exponents
+    cost: Callable[..., Any] | None = None
 
     def with_source(self, source: str) -> MethodSpec:
         return dataclasses.replace(self, source=source)
@@ -154,17 +173,19 @@ def _ref_linformer(attn, q, k, v, *, causal, key_padding_mask):
 
 
 def _ref_lisa(attn, q, k, v, *, causal, key_padding_mask):
-    codes = attn.quantise(k, v)  # (batch, heads, L)
-    head = torch.arange(codes.shape[1], device=codes.device)[None, :, None]
-    kq = attn.key_codewords.to(q.dtype)[head, codes]
-    vq = attn.value_codewords.to(q.dtype)[head, codes]
-    if attn.gamma == 1.0:
-        return _oracle(q, kq, vq, causal=causal, key_padding_mask=key_padding_mask)
-    import math
+    from reference.lisa import lisa_via_exact_attention
 
-    i = torch.arange(q.shape[2], device=q.device, dtype=q.dtype)
-    bias = math.log(attn.gamma) * (i[:, None] - i[None, :]).abs()
-    return _oracle(q, kq, vq, causal=causal, key_padding_mask=key_padding_mask, bias=bias)
+    codes = attn.quantise(k, v)  # (batch, heads, L): each head is one codebook
+    return lisa_via_exact_attention(
+        q,
+        codes,
+        attn.key_codewords.to(q.dtype),
+        attn.value_codewords.to(q.dtype),
+        gamma=attn.gamma,
+        causal=causal,
+        key_padding_mask=key_padding_mask,
+        sum_codebooks=False,
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -176,6 +197,15 @@ def _fn_factory(module: str, attr: str):
         return getattr(importlib.import_module(module), attr)
 
     return factory
+
+
+def _cost_ref(module: str, attr: str):
+    """A method's cost function, imported when first asked (listing stays cheap)."""
+
+    def cost(query):
+        return getattr(importlib.import_module(module), attr)(query)
+
+    return cost
 
 
 def _cls_factory(module: str, attr: str):
@@ -203,6 +233,7 @@ def builtin_methods() -> tuple[MethodSpec, ...]:
     return (
         MethodSpec(
             name="oracle",
+            cost=_cost_ref("impls.attention.exact", "oracle_cost"),
             factory=_fn_factory("impls.attention.exact", "oracle_attention"),
             exact=True,
             summary="reference.exact_attention: full score matrix, checked by eye",
@@ -213,6 +244,7 @@ def builtin_methods() -> tuple[MethodSpec, ...]:
         ),
         MethodSpec(
             name="sdpa",
+            cost=_cost_ref("impls.attention.exact", "fused_exact_cost"),
             factory=_fn_factory("impls.attention.sdpa", "sdpa_attention"),
             exact=True,
             summary="torch.nn.functional.scaled_dot_product_attention",
@@ -224,6 +256,7 @@ def builtin_methods() -> tuple[MethodSpec, ...]:
         ),
         MethodSpec(
             name="xformers_mea",
+            cost=_cost_ref("impls.attention.exact", "fused_exact_cost"),
             factory=_fn_factory("impls.attention.xformers_mea", "xformers_attention"),
             exact=True,
             summary="xformers memory_efficient_attention (LowerTriangularMask for causal)",
@@ -239,6 +272,7 @@ def builtin_methods() -> tuple[MethodSpec, ...]:
         ),
         MethodSpec(
             name="lisa_kmeans",
+            cost=_cost_ref("impls.attention.lisa_kmeans", "analytic_cost"),
             factory=_cls_factory("impls.attention.lisa_kmeans", "LisaKMeansAttention"),
             exact=False,
             summary="LISA operator over k-means codes of [k;v] (one codebook per head, "
@@ -261,10 +295,12 @@ def builtin_methods() -> tuple[MethodSpec, ...]:
             budget_values=(2, 8, 32, 128),
             calibrate=True,
             head_equivariant=False,
+            grad_inputs=("q",),  # k, v reach the output only through the argmin codes
             availability=_lisa_availability,
         ),
         MethodSpec(
             name="linear",
+            cost=_cost_ref("impls.attention.linear", "analytic_cost"),
             factory=_cls_factory("impls.attention.linear", "LinearAttention"),
             exact=False,
             summary="linear attention, elu+1 features, causal by chunked prefix sums",
@@ -278,6 +314,7 @@ def builtin_methods() -> tuple[MethodSpec, ...]:
         ),
         MethodSpec(
             name="performer",
+            cost=_cost_ref("impls.attention.performer", "analytic_cost"),
             factory=_cls_factory("impls.attention.performer", "PerformerAttention"),
             exact=False,
             summary="FAVOR+ positive orthogonal random features, causal by prefix sums",
@@ -293,6 +330,7 @@ def builtin_methods() -> tuple[MethodSpec, ...]:
         ),
         MethodSpec(
             name="local_window",
+            cost=_cost_ref("impls.attention.local_window", "analytic_cost"),
             factory=_cls_factory("impls.attention.local_window", "LocalWindowAttention"),
             exact=False,
             summary="sliding-window attention, |i-j| < window (causal: i-window < j <= i)",
@@ -309,14 +347,17 @@ def builtin_methods() -> tuple[MethodSpec, ...]:
         ),
         MethodSpec(
             name="lsh",
+            cost=_cost_ref("impls.attention.lsh", "analytic_cost"),
             factory=_cls_factory("impls.attention.lsh", "LSHAttention"),
             exact=False,
             summary="Reformer-style angular-LSH buckets, sliding window over the "
             "bucket-sorted sequence, rounds merged by log-sum-exp",
             paper="Kitaev et al. 2020 (Reformer)",
             capabilities=Capabilities(same_length=True),
-            time_exponent=1.0,
-            memory_exponent=1.0,
+            # hashing onto n_buckets ~ L / bucket_size directions is O(L^2 d / b): small
+            # next to the window attention below L ~ 10^4, dominant beyond (as in Reformer)
+            time_exponent=2.0,
+            memory_exponent=2.0,
             oracle_identity="always: the oracle with bias log(count_ij) (rounds in which "
             "query i finds key j); exact when bucket_size >= L",
             oracle_reference=_ref_lsh,
@@ -326,6 +367,7 @@ def builtin_methods() -> tuple[MethodSpec, ...]:
         ),
         MethodSpec(
             name="linformer",
+            cost=_cost_ref("impls.attention.linformer", "analytic_cost"),
             factory=_cls_factory("impls.attention.linformer", "LinformerAttention"),
             exact=False,
             summary="Linformer with mean-pooling length projection; bidirectional only",
@@ -347,6 +389,28 @@ def builtin_methods() -> tuple[MethodSpec, ...]:
 # Discovery
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+class PluginError(ValueError):
+    """A ``module:attr`` method reference that cannot be used.
+
+    ``ref``: the reference as given; ``reason``: why it failed (one line); ``origin``: where
+    it came from (e.g. ``"LISA_BENCH_METHODS"``), or None. ``str(error)`` is a single line
+    naming them, fit to print as ``error: ...`` without a traceback."""
+
+    def __init__(self, ref: Any, reason: str, *, origin: str | None = None) -> None:
+        self.ref, self.reason, self.origin = ref, _one_line(reason), origin
+        where = f" (from {origin})" if origin else ""
+        super().__init__(f"method plugin {ref!r}{where}: {self.reason}")
+
+
+class PluginTypeError(PluginError, TypeError):
+    """The reference names an object that is not a MethodSpec (nor a callable returning
+    MethodSpecs); also a TypeError."""
+
+
 def _as_specs(obj: Any, where: str) -> list[MethodSpec]:
     if isinstance(obj, MethodSpec):
         return [obj]
@@ -354,7 +418,9 @@ def _as_specs(obj: Any, where: str) -> list[MethodSpec]:
         try:
             produced = obj()
         except Exception as exc:
-            raise ValueError(f"{where}: calling it to get a MethodSpec failed: {exc}") from exc
+            raise ValueError(
+                f"{where}: calling it to get a MethodSpec failed: {type(exc).__name__}: {exc}"
+            ) from exc
         if isinstance(produced, MethodSpec):
             return [produced]
         if isinstance(produced, Iterable):
@@ -367,35 +433,74 @@ def _as_specs(obj: Any, where: str) -> list[MethodSpec]:
     )
 
 
-def resolve(ref: str) -> list[MethodSpec]:
-    """MethodSpec(s) named by ``"package.module:attr"`` (an unpublished method)."""
+def resolve(ref: str, *, origin: str | None = None) -> list[MethodSpec]:
+    """MethodSpec(s) named by ``"package.module:attr"`` (an unpublished method).
+
+    Raises :class:`PluginError` (a ValueError; :class:`PluginTypeError`, also a TypeError,
+    when the object is not a MethodSpec) naming ``ref`` and ``origin``: a malformed
+    reference, a module that fails to import (whatever its import raises), a missing
+    attribute, a callable that fails or returns something else."""
     if not isinstance(ref, str) or ref.count(":") != 1:
-        raise ValueError(f"method reference must look like 'package.module:attr', got {ref!r}")
+        raise PluginError(
+            ref, "a method reference must look like 'package.module:attr'", origin=origin
+        )
     module_name, attr = ref.split(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"cannot import module {module_name!r} for {ref!r}: {exc}") from exc
+    except (Exception, SystemExit) as exc:  # a plugin's import may raise anything
+        raise PluginError(
+            ref,
+            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}",
+            origin=origin,
+        ) from exc
     try:
         obj = getattr(module, attr)
     except AttributeError:
-        raise ValueError(f"module {module_name!r} has no attribute {attr!r}") from None
-    return [s.with_source(ref) for s in _as_specs(obj, ref)]
+        raise PluginError(
+            ref, f"module {module_name!r} has no attribute {attr!r}", origin=origin
+        ) from None
+    try:
+        specs = _as_specs(obj, attr)
+    except TypeError as exc:
+        raise PluginTypeError(ref, str(exc), origin=origin) from exc
+    except ValueError as exc:
+        raise PluginError(ref, str(exc), origin=origin) from exc
+    return [s.with_source(ref) for s in specs]
 
 
-def entry_point_methods() -> tuple[list[MethodSpec], list[tuple[str, str]]]:
-    """(methods, failures) from the ``lisa_bench.attention`` entry-point group; a broken
-    entry point is reported in ``failures`` as (name, reason) instead of raising."""
+def env_refs() -> list[str]:
+    """The ``module:attr`` references in ``LISA_BENCH_METHODS`` (comma separated)."""
+    return [r.strip() for r in os.environ.get(ENV_VAR, "").split(",") if r.strip()]
+
+
+def entry_point_methods(
+    reserved: Iterable[str] = (),
+) -> tuple[list[MethodSpec], list[tuple[str, str]]]:
+    """(methods, failures) from the ``lisa_bench.attention`` entry-point group. A broken
+    entry point (fails to load, is not a MethodSpec, or defines a name already in
+    ``reserved`` or defined by an earlier entry point) is skipped and reported in
+    ``failures`` as (name, one-line reason) instead of raising."""
     specs: list[MethodSpec] = []
     failures: list[tuple[str, str]] = []
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    taken = set(reserved)
+    try:
+        group = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+    except Exception as exc:  # broken distribution metadata
+        return specs, [("*", _one_line(f"listing entry points failed: {exc!r}"))]
+    for ep in group:
         try:
-            specs += [
+            found = [
                 s.with_source(f"entry point {ep.name} ({ep.value})")
                 for s in _as_specs(ep.load(), f"entry point {ep.name!r}")
             ]
-        except Exception as exc:
-            failures.append((ep.name, f"{type(exc).__name__}: {exc}"))
+            clash = [s.name for s in found if s.name in taken]
+            if clash:
+                raise ValueError(f"method name {clash[0]!r} is already defined")
+        except (Exception, SystemExit) as exc:  # a plugin's import may raise anything
+            failures.append((ep.name, _one_line(f"{type(exc).__name__}: {exc}")))
+            continue
+        taken.update(s.name for s in found)
+        specs += found
     return specs, failures
 
 
@@ -403,36 +508,44 @@ def all_methods(
     extra: Sequence[str] = (), *, entry_points: bool = True, env: bool = True
 ) -> list[MethodSpec]:
     """Built-ins, then entry points, then ``module:attr`` references from ``extra`` and from
-    the ``LISA_BENCH_METHODS`` environment variable. Names must be unique."""
+    the ``LISA_BENCH_METHODS`` environment variable. Names must be unique.
+
+    Broken entry points are skipped (see :func:`entry_point_methods`); a bad reference in
+    ``extra`` or the environment raises :class:`PluginError` naming it and its origin, as
+    does a reference defining a name that is already taken."""
     specs = list(builtin_methods())
     if entry_points:
-        specs += entry_point_methods()[0]
-    refs = list(extra)
-    if env and os.environ.get(ENV_VAR):
-        refs += [r.strip() for r in os.environ[ENV_VAR].split(",") if r.strip()]
-    for ref in refs:
-        specs += resolve(ref)
-    seen: dict[str, str] = {}
-    for s in specs:
-        if s.name in seen:
-            raise ValueError(
-                f"two methods are named {s.name!r} (from {seen[s.name]} and {s.source})"
-            )
-        seen[s.name] = s.source
+        specs += entry_point_methods(reserved=[s.name for s in specs])[0]
+    refs: list[tuple[str, str | None]] = [(r, None) for r in extra]
+    if env:
+        refs += [(r, ENV_VAR) for r in env_refs()]
+    seen: dict[str, str] = {s.name: s.source for s in specs}
+    for ref, origin in refs:
+        for s in resolve(ref, origin=origin):
+            if s.name in seen:
+                raise PluginError(
+                    ref,
+                    f"two methods are named {s.name!r} (from {seen[s.name]} and {s.source})",
+                    origin=origin,
+                )
+            seen[s.name] = s.source
+            specs.append(s)
     return specs
 
 
 def get_method(name_or_ref: str, extra: Sequence[str] = ()) -> MethodSpec:
-    """A method by registry name, or by ``module:attr`` reference."""
+    """A method by registry name, or by ``module:attr`` reference (PluginError when a
+    reference, this one or one in ``extra`` / ``LISA_BENCH_METHODS``, is bad)."""
     if ":" in name_or_ref:
         found = resolve(name_or_ref)
         if len(found) != 1:
             raise ValueError(f"{name_or_ref!r} names {len(found)} methods; expected one")
         return found[0]
-    for s in all_methods(extra):
+    specs = all_methods(extra)
+    for s in specs:
         if s.name == name_or_ref:
             return s
-    known = ", ".join(s.name for s in all_methods(extra))
+    known = ", ".join(s.name for s in specs)
     raise ValueError(f"unknown method {name_or_ref!r}; known: {known}")
 
 
@@ -559,21 +672,45 @@ def table_rows(specs: Sequence[MethodSpec]) -> list[dict[str, str]]:
 
 
 def format_table(specs: Sequence[MethodSpec], *, verbose: bool = False) -> str:
-    """A fixed-width table of the registry; ``verbose`` adds identities and sources."""
+    """A fixed-width table of the registry (``tabulate``). By default a few columns (under
+    100 characters wide for the built-in methods), with the reason each unavailable method
+    cannot run here below the table; ``verbose``: every column of :func:`table_rows`, then
+    each method's source, paper, summary and oracle identity."""
+    import textwrap
+
+    from tabulate import tabulate
+
     rows = table_rows(specs)
     if not rows:
         return "(no methods registered)"
-    cols = list(rows[0])
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
-    lines = ["  ".join(c.ljust(widths[c]) for c in cols).rstrip()]
-    lines.append("  ".join("-" * widths[c] for c in cols))
-    lines += ["  ".join(r[c].ljust(widths[c]) for c in cols).rstrip() for r in rows]
+    short = ("name", "kind", "modes", "time", "memory", "budget", "prepare", "available")
+    cols = list(rows[0]) if verbose else [c for c in short if c in rows[0]]
+    cells = [[r[c] for c in cols] for r in rows]
+    if not verbose:  # "no: <reason>" -> "no", the reason as a note below
+        at = cols.index("available")
+        for line in cells:
+            line[at] = line[at].partition(":")[0]
+    lines = [tabulate(cells, headers=cols, tablefmt="simple", disable_numparse=True)]
     if verbose:
         lines.append("")
         for s in specs:
             lines.append(f"{s.name} [{s.source}] {s.paper}")
             lines.append(f"    {s.summary}")
             lines.append(f"    oracle identity: {s.oracle_identity}")
+    else:
+        notes = [(r["name"], r["available"]) for r in rows if r["available"] != "yes"]
+        if notes:
+            lines.append("\nnot available here:")
+            lines += [
+                textwrap.fill(
+                    f"{name}: {why.removeprefix('no: ')}",
+                    100,
+                    initial_indent="  ",
+                    subsequent_indent="    ",
+                )
+                for name, why in notes
+            ]
+        lines.append("(-v: every column, sources and oracle identities)")
     return "\n".join(lines)
 
 

@@ -4,5 +4,6 @@ Nothing here imports from ``impls`` or ``harness``. Everything works in float64.
 """
 
 from reference.attention import exact_attention
+from reference.lisa import lisa_reference, lisa_via_exact_attention
 
-__all__ = ["exact_attention"]
+__all__ = ["exact_attention", "lisa_reference", "lisa_via_exact_attention"]

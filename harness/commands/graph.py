@@ -6,6 +6,9 @@ Data: seeded synthetic graph by default (``--edges``); MovieLens-100K + KG with
 shared/DATA.md). Example:
 
     python -m harness graph --sampler type-fusion --estimator self-normalized --budget 32
+
+A run whose training loss becomes NaN or inf stops; its last record has ``"status":
+"diverged: non-finite loss at epoch E step S"`` and the command exits with status 1.
 """
 
 from __future__ import annotations
@@ -27,15 +30,30 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--sampler", choices=sorted(SAMPLERS), default="type-fusion")
-    p.add_argument("--estimator", choices=sorted(ESTIMATORS), default="self-normalized")
+    p.add_argument(
+        "--sampler",
+        choices=sorted(SAMPLERS),
+        default="type-fusion",
+        help="neighbourhood sampler (exhaustive: every edge, no sampling)",
+    )
+    p.add_argument(
+        "--estimator",
+        choices=sorted(ESTIMATORS),
+        default="self-normalized",
+        help="how sampled messages are weighted into the aggregate",
+    )
     p.add_argument("--budget", type=int, default=32, help="draws per batch (fan-out for nodewise)")
     p.add_argument(
         "--without-replacement",
         action="store_true",
         help="layer-wise samplers draw without replacement",
     )
-    p.add_argument("--task", choices=("node", "link"), default="node")
+    p.add_argument(
+        "--task",
+        choices=("node", "link"),
+        default="node",
+        help="node classification (Micro/Macro-F1) or link prediction (ROC-AUC)",
+    )
     p.add_argument(
         "--data",
         choices=("synthetic", "movielens", "ml-1m"),
@@ -51,11 +69,16 @@ def register(subparsers) -> None:
     p.add_argument(
         "--edges", type=int, default=100_000, help="synthetic graph size (generated edges)"
     )
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--dim", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=5, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=1024, help="target nodes per batch")
+    p.add_argument("--dim", type=int, default=64, help="hidden width of the HEP model")
+    p.add_argument("--lr", type=float, default=1e-2, help="learning rate")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the synthetic graph, model and sampling (default 0)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
@@ -83,7 +106,11 @@ def run(args: argparse.Namespace) -> int:
             )
             return 2
         loader = load_movielens_100k_kg if args.data == "movielens" else load_movielens_1m
-        task = loader(folder, seed=args.seed)
+        try:
+            task = loader(folder, seed=args.seed)
+        except ValueError as exc:  # a file that fails its checksum names itself and the fix
+            print(f"error: --data {args.data}: {exc}", file=sys.stderr)
+            return 2
     else:
         task = make_synthetic_graph(args.edges, seed=args.seed)
     cfg = TrainConfig(
@@ -114,4 +141,7 @@ def run(args: argparse.Namespace) -> int:
     head = {"data": task.name, "graph_edges": task.graph.num_edges, **vars(cfg)}
     for r in records:
         print(json.dumps({**head, **r.as_dict()}))
+    if records and records[-1].status != "ok":
+        print(f"error: {records[-1].status}; training stopped, no score", file=sys.stderr)
+        return 1
     return 0

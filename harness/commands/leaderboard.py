@@ -8,7 +8,9 @@ data (or ``--dataset ml-100k``); full: L = 1024..8192, MovieLens-1M at D = 128, 
 200 (fetch it first: ``python -m harness fetch-data ml-1m``).
 
 Writes ``results/leaderboard.{json,md,html}`` (``--output-dir``); ``--merge A.json B.json``
-merges documents from several machines instead of measuring. Examples:
+merges documents from several machines instead of measuring (each is checked against the
+JSON Schema; rows of different data sets, L grids or configurations are refused unless
+``--allow-mixed``). Examples:
 
     python -m harness leaderboard --quick --methods sdpa lisa-base performer
     python -m harness leaderboard --quick --plugin mypkg.attn:SPEC
@@ -17,9 +19,9 @@ merges documents from several machines instead of measuring. Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
+
+from harness.runner.cli import add_isolation_arguments, limits_from_args
 
 __all__ = ["register", "run"]
 
@@ -48,12 +50,14 @@ def _config(args):
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.leaderboard import merge_documents, run_leaderboard, to_markdown, write_outputs
+    from harness.leaderboard import merge_documents, to_markdown, write_outputs
 
     if args.merge:
-        try:
-            docs = [json.loads(Path(p).read_text()) for p in args.merge]
-            doc = merge_documents(*docs)
+        from harness.leaderboard.store import load_document
+
+        try:  # each file is checked against the JSON Schema; mixed rows need --allow-mixed
+            docs = [load_document(p) for p in args.merge]
+            doc = merge_documents(*docs, sources=args.merge, allow_mixed=args.allow_mixed)
         except (OSError, ValueError) as exc:
             print(f"error: --merge: {exc}", file=sys.stderr)
             return 2
@@ -71,24 +75,70 @@ def run(args: argparse.Namespace) -> int:
         cfg = _config(args)
         try:
             cfg.check()
+            limits = limits_from_args(args)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        cfg.stage_timeout_s = limits.timeout_s
+        return _measure(args, cfg, limits)
+    paths = write_outputs(doc, args.output_dir)
+    print(to_markdown(doc))
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def _measure(args: argparse.Namespace, cfg, limits) -> int:
+    """A measured board: isolated stages, journaled rows, one run per output at a time."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from harness.leaderboard import run_leaderboard, to_markdown, write_outputs
+    from harness.results import config_hash
+    from harness.runner.isolation import IsolatedRunner
+    from harness.runner.journal import JournalError, OutputLock, RunJournal
+
+    output = Path(args.output_dir) / "leaderboard.json"
+    identity = {
+        **{k: v for k, v in asdict(cfg).items() if k != "stage_timeout_s"},
+        "methods": args.methods,
+        "plugins": args.plugin,
+        "conformance": not args.no_conformance,
+    }
+    journal = None
+    try:
+        with OutputLock(output), IsolatedRunner(limits) as runner:
+            journal = RunJournal(output, config_hash(identity), resume=args.resume)
+            if journal.resumed:
+                print(f"resuming: {journal.resumed} method(s) already in {journal.path}")
             doc = run_leaderboard(
                 cfg,
                 methods=args.methods,
                 plugins=args.plugin,
                 progress=not args.no_progress,
                 conformance=not args.no_conformance,
+                runner=runner,
+                journal=journal,
             )
-        except FileNotFoundError as exc:
-            print(f"error: --dataset {cfg.dataset}: {exc}", file=sys.stderr)
-            return 2
-        except (ValueError, TypeError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    paths = write_outputs(doc, args.output_dir)
+            paths = write_outputs(doc, args.output_dir)
+            journal.finish()
+    except JournalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError, TypeError) as exc:
+        if journal is not None:  # refused before its first row: leave nothing behind
+            journal.discard_if_empty()
+        where = f"--dataset {cfg.dataset}: " if isinstance(exc, FileNotFoundError) else ""
+        print(f"error: {where}{exc}", file=sys.stderr)
+        return 2
     print(to_markdown(doc))
     for kind, path in paths.items():
         print(f"{kind}: {path}")
-    return 0
+    failed = [r for r in doc["rows"] if r.get("status") == "failed"]
+    for r in failed:
+        reasons = [n for n in r.get("notes", []) if n] or [r["conformance"].get("reason", "")]
+        print(f"FAILED {r['method']}: {'; '.join(reasons)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def register(subparsers) -> None:
@@ -99,21 +149,69 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--methods", nargs="+", default=None, help="default: every method")
-    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE:ATTR")
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE:ATTR",
+        help="add (and submit) an unpublished registry method (repeatable)",
+    )
     parser.add_argument("--quick", action="store_true", help="small grid, synthetic data")
     parser.add_argument("--lengths", type=int, nargs="+", default=None, help="the L grid")
     parser.add_argument("--dim", type=int, default=None, help="head dim for the speed grid")
-    parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--dataset", choices=("synthetic", "ml-100k", "ml-1m"), default=None)
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="most timed calls per length (default 3; full 5)"
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=("synthetic", "ml-100k", "ml-1m"),
+        default=None,
+        help="downstream data (default: synthetic with --quick, else ml-1m)",
+    )
     parser.add_argument("--seqrec-dim", type=int, default=None, help="model width D")
     parser.add_argument("--max-len", type=int, default=None, help="sequence window")
     parser.add_argument("--epochs", type=int, default=None, help="max training epochs")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--synthetic-users", type=int, default=None)
-    parser.add_argument("--synthetic-items", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=None, help="downstream training seeds (default 0)"
+    )
+    parser.add_argument(
+        "--synthetic-users",
+        type=int,
+        default=None,
+        help="users of the synthetic data (default 600)",
+    )
+    parser.add_argument(
+        "--synthetic-items",
+        type=int,
+        default=None,
+        help="items of the synthetic data (default 300)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
+    )
     parser.add_argument("--no-conformance", action="store_true", help="skip the suite (debug)")
-    parser.add_argument("--output-dir", default="results")
-    parser.add_argument("--merge", nargs="+", default=None, metavar="JSON")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--output-dir", default="results", help="folder for leaderboard.{json,md,html}"
+    )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="merge leaderboard documents (validated against the JSON Schema) instead of "
+        "measuring; rows of different data sets, L grids or configurations are refused",
+    )
+    parser.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="with --merge: rank rows of different data sets, L grids or configurations "
+        "together anyway (the merged document lists what differs under 'mixed')",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_isolation_arguments(parser, timeout_s=3600.0)
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the unfinished board of this configuration from its journal",
+    )
     parser.set_defaults(func=run)

@@ -2,6 +2,11 @@
 
 Lists the built-in methods, those published through the ``lisa_bench.attention`` entry-point
 group, and any ``module:attr`` given with ``--method`` (or in ``LISA_BENCH_METHODS``).
+A bad ``module:attr`` reference is an error (one line naming it and why, exit status 2);
+a broken entry point is skipped and reported on stderr. The default table has the
+columns that fit in 100 characters (name, kind, modes, expected time and memory
+exponents, budget hyperparameter, learned state, availability), with the reasons for
+unavailability below it; ``-v`` prints every column.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(registry.format_table(specs, verbose=args.verbose))
-    _, failures = registry.entry_point_methods()
+    _, failures = registry.entry_point_methods(
+        reserved=[s.name for s in registry.builtin_methods()]
+    )
     for name, reason in failures:
         print(f"entry point {name!r} could not be loaded: {reason}", file=sys.stderr)
     return 0
@@ -40,6 +47,11 @@ def register(subparsers) -> None:
         "repeatable",
     )
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="add oracle identities and sources"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="the wide table: every column (family, padding, dtypes, devices, max head dim, "
+        "hyperparameters, why a method is unavailable), then each method's source, paper "
+        "and oracle identity; without it, a table under 100 columns",
     )
     parser.set_defaults(func=run)

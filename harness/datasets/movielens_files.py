@@ -2,6 +2,9 @@
 ML-100K (+ knowledge graph) and ML-1M loaders.
 
 Atomic files are tab-separated, unquoted, with a typed header (``user_id:token``...).
+Every file is checked against the SHA-256 recorded by ``python -m harness fetch-data``
+(``checksums.json`` in its folder) before it is read, so a folder must come from
+fetch-data (or carry such a record).
 :func:`read_users_and_movies` reads ``{prefix}.user``, ``{prefix}.item`` and the ratings
 of ``{prefix}.inter``; :func:`rating_task` turns a typed graph whose user-rates-movie
 edges were partly held out into a :class:`GraphTask`.
@@ -16,6 +19,7 @@ from pathlib import Path
 import torch
 
 from harness.datasets.graph_task import GraphTask, sample_negative_pairs, split_nodes
+from harness.tasks.data import verify_data_file
 from reference.graph import HeteroGraph, Relation
 
 __all__ = [
@@ -31,9 +35,13 @@ __all__ = [
 
 
 def read_atomic(path: Path) -> tuple[list[str], list[list[str]]]:
-    """Column names (type suffix stripped) and rows of a recbole atomic file."""
+    """Column names (type suffix stripped) and rows of a recbole atomic file, after
+    checking its SHA-256 against the record written when it was fetched
+    (:func:`harness.tasks.data.verify_data_file`; DataChecksumError, a ValueError, on a
+    mismatch or a missing record)."""
     if not path.is_file():
         raise FileNotFoundError(f"atomic file {path} not found")
+    verify_data_file(path)
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None)

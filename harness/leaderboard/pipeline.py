@@ -1,11 +1,11 @@
 """The leaderboard pipeline: per method, in this order,
 
-1. **conformance**: ``pytest tests/conformance`` in a subprocess, on the node ids of this
-   method (collected with ``-k NAME``, then kept only when their parameter id is exactly
-   ``NAME`` or ``NAME-<mode>``), with ``LISA_BENCH_METHODS`` carrying the plugins. A method
-   that fails (or whose suite cannot run) gets no speed score. LISA layers (``lisa-base``,
-   ``lisa-soft``, ``lisa-mini``) are layers, not q/k/v operators: status ``n/a`` (their
-   tests live in tests/attention).
+1. **conformance**: the installed suite (``harness.conformance``) on this method alone,
+   ``python -m harness conformance --method NAME`` in a subprocess whose working directory
+   is a temporary one (no repository needed), with ``LISA_BENCH_METHODS`` carrying the
+   plugins. A method that fails (or whose suite cannot run) gets no speed score. LISA
+   layers (``lisa-base``, ``lisa-soft``, ``lisa-mini``) are layers, not q/k/v operators:
+   status ``n/a`` (their tests live in tests/attention).
 2. **error against exact attention**: relative Frobenius error
    ``|out - exact|_F / |exact|_F`` of the method in float32 against
    ``reference.exact_attention`` in float64, on two seeded workloads (standard-normal
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,9 @@ from harness.results import config_hash, machine_fingerprint
 __all__ = ["LeaderboardConfig", "run_leaderboard", "run_conformance", "select_methods"]
 
 LAYER_METHODS = ("lisa-base", "lisa-soft", "lisa-mini")
-REPO_ROOT = Path(__file__).resolve().parents[2]
+# the directory that holds the harness package (a checkout, or site-packages when installed):
+# the conformance subprocess imports harness, impls and reference from there
+IMPORT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -67,6 +68,7 @@ class LeaderboardConfig:
     synthetic_users: int = 600
     synthetic_items: int = 300
     conformance_timeout_s: float = 900.0
+    stage_timeout_s: float = 3600.0
     threads: int | None = None
     extra: dict = field(default_factory=dict)
 
@@ -100,14 +102,23 @@ class LeaderboardConfig:
 # Methods
 
 
-def select_methods(names: Sequence[str] | None, plugins: Sequence[str]) -> list[tuple[str, Any]]:
+def select_methods(
+    names: Sequence[str] | None,
+    plugins: Sequence[str],
+    *,
+    discover: bool = True,
+    submitted: Sequence[str] | None = None,
+) -> list[tuple[str, Any]]:
     """[(name, spec or None for LISA layers)]: ``names`` (all registry methods and the
-    LISA layers when None), plus every method the plugins define."""
+    LISA layers when None), plus every method the ``submitted`` references define
+    (default: ``plugins``). ``discover=False``: only the built-ins and ``plugins`` (no
+    entry points or ``LISA_BENCH_METHODS``)."""
     from harness.tasks.seqrec_model import canonical_method
     from impls import registry
 
-    specs = {s.name: s for s in registry.all_methods(plugins)}
-    plugin_names = [s.name for ref in plugins for s in registry.resolve(ref)]
+    specs = {s.name: s for s in registry.all_methods(plugins, entry_points=discover, env=discover)}
+    added = plugins if submitted is None else submitted
+    plugin_names = [s.name for ref in added for s in registry.resolve(ref)]
     if names is None:
         chosen = [*specs, *LAYER_METHODS]
     else:
@@ -130,6 +141,10 @@ def select_methods(names: Sequence[str] | None, plugins: Sequence[str]) -> list[
 
 
 def _subprocess_env(plugins: Sequence[str], results_dir: str) -> dict:
+    """The environment of the conformance subprocess: ``LISA_BENCH_METHODS`` extended by
+    ``plugins`` (so that their method names resolve), ``LISA_BENCH_RESULTS`` set to
+    ``results_dir``, and ``PYTHONPATH`` leading with :data:`IMPORT_ROOT` followed by this
+    process's import path (where the plugins were found)."""
     env = dict(os.environ)
     refs = [r for r in env.get("LISA_BENCH_METHODS", "").split(",") if r.strip()]
     refs += [p for p in plugins if p not in refs]
@@ -137,48 +152,55 @@ def _subprocess_env(plugins: Sequence[str], results_dir: str) -> dict:
         env["LISA_BENCH_METHODS"] = ",".join(refs)
     env["LISA_BENCH_RESULTS"] = results_dir
     paths = [p for p in sys.path if p and Path(p).exists()]
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *paths])
+    env["PYTHONPATH"] = os.pathsep.join([str(IMPORT_ROOT), *paths])
     return env
 
 
-def run_conformance(
-    name: str, plugins: Sequence[str] = (), *, timeout_s: float = 900.0, root: Path = REPO_ROOT
-) -> dict:
-    """Run the conformance suite on one method (see the module docstring)."""
-    suite = root / "tests" / "conformance"
-    if not suite.is_dir():
-        return {"status": "not-run", "reason": f"conformance suite not found at {suite}"}
+def run_conformance(name: str, plugins: Sequence[str] = (), *, timeout_s: float = 900.0) -> dict:
+    """Run the installed conformance suite on one method (see the module docstring):
+    ``python -m harness conformance --method NAME`` in a subprocess, from a temporary
+    working directory, its JUnit report read back. Returns ``status`` ("passed",
+    "failed" or "timeout"), the counts ``passed`` / ``failed`` / ``skipped``, ``seconds``,
+    the ``command`` to rerun it, and for a failure ``failures`` (one "test id: first line
+    of its message" each), ``reason`` and ``log_tail``."""
     begin = time.perf_counter()
+    try:
+        return _run_conformance(name, plugins, timeout_s, begin)
+    except subprocess.TimeoutExpired:
+        return {
+            "status": "timeout",
+            "reason": f"the conformance suite did not finish within {timeout_s:g} s",
+            "seconds": round(time.perf_counter() - begin, 2),
+        }
+
+
+def _failures(junit: Path) -> list[str]:
+    """'test id: first line of the failure message' for each failed or errored test."""
+    out = []
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        for bad in (*case.findall("failure"), *case.findall("error")):
+            message = (bad.get("message") or bad.text or "").strip().splitlines()
+            out.append(f"{case.get('name')}: {message[0][:300] if message else '(no message)'}")
+    return out
+
+
+def _run_conformance(name, plugins, timeout_s, begin) -> dict:
+    """:func:`run_conformance` without the timeout handling."""
     with tempfile.TemporaryDirectory() as tmp:
         env = _subprocess_env(plugins, tmp)
-        base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
-        collect = subprocess.run(
-            [*base, str(suite), "--collect-only", "-q", "-k", name],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-        )
-        pattern = re.compile(r"\[" + re.escape(name) + r"(-(causal|bidirectional))?\]$")
-        ids = [line.strip() for line in collect.stdout.splitlines() if pattern.search(line.strip())]
-        if not ids:
-            tail = (collect.stdout + collect.stderr)[-2000:]
-            return {
-                "status": "failed",
-                "reason": f"no conformance test collected for {name!r} (is it registered?)",
-                "log_tail": tail,
-            }
         junit = Path(tmp) / "junit.xml"
+        command = [sys.executable, "-m", "harness", "conformance", "--method", name]
+        command += ["--junitxml", str(junit), "--results-dir", tmp]
         done = subprocess.run(
-            [*base, *ids, "-q", f"--junitxml={junit}"],
-            cwd=root,
+            command,
+            cwd=tmp,
             env=env,
             capture_output=True,
             text=True,
             timeout=timeout_s,
         )
         counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+        failures = _failures(junit) if junit.is_file() else []
         if junit.is_file():
             for suite_el in ET.parse(junit).getroot().iter("testsuite"):
                 for k in counts:
@@ -191,9 +213,13 @@ def run_conformance(
         "failed": counts["failures"] + counts["errors"],
         "skipped": counts["skipped"],
         "seconds": round(time.perf_counter() - begin, 2),
-        "command": f"LISA_BENCH_METHODS=<plugins> pytest tests/conformance -k {name}",
+        "command": f"LISA_BENCH_METHODS=<plugins> python -m harness conformance --method {name}",
     }
     if not ok:
+        result["failures"] = failures
+        if not failures and passed == 0:
+            failures = [f"no conformance test ran for {name!r} (exit code {done.returncode})"]
+        result["reason"] = "; ".join(failures[:3]) or "the suite did not pass (see log_tail)"
         result["log_tail"] = (done.stdout + done.stderr)[-3000:]
     return result
 
@@ -330,8 +356,12 @@ def _downstream(name: str, task, cfg: LeaderboardConfig, plugins, progress: bool
             lr=cfg.seqrec_lr,
             seed=seed,
         )
-        runs.append(train_and_evaluate(task, name, tc, extra=tuple(plugins), progress=progress))
+        run = train_and_evaluate(task, name, tc, extra=tuple(plugins), progress=progress)
+        if run.get("status", "ok") != "ok":
+            return {"status": f"seed {seed}: {run['status']}", "dataset": task.data.name}
+        runs.append(run)
     out: dict[str, Any] = {"dataset": task.data.name, "seeds": list(cfg.seeds), "runs": len(runs)}
+    out["status"] = "ok"
     for key in ("HR@5", "NDCG@5", "HR@10", "NDCG@10"):
         values = [r["test"][key] for r in runs]
         out[key] = statistics.mean(values)
@@ -346,6 +376,103 @@ def _downstream(name: str, task, cfg: LeaderboardConfig, plugins, progress: bool
 # --------------------------------------------------------------------------------------
 
 
+# --------------------------------------------------------------------------------------
+# Stages as the isolated worker runs them (module-level, so they pickle). Methods are
+# named, never passed: the worker resolves them itself, so an outside method's code is
+# only ever imported there.
+
+_TASKS: dict[tuple, Any] = {}
+
+
+def _spec_in_worker(name: str, plugins: Sequence[str]):
+    from impls import registry
+
+    for spec in registry.all_methods(list(plugins), entry_points=False, env=False):
+        if spec.name == name:
+            return spec
+    raise ValueError(f"unknown method {name!r}")
+
+
+def stage_select(
+    names: Sequence[str] | None, sources: Sequence[str], submitted: Sequence[str]
+) -> list[tuple[str, dict]]:
+    """(worker) The chosen methods as plain data: [(name, info)], info None for layers.
+    ``sources``: every outside reference that loaded; ``submitted``: those the user named."""
+    from impls import registry
+
+    out = []
+    for name, spec in select_methods(names, sources, discover=False, submitted=submitted):
+        if spec is None:
+            out.append((name, None))
+            continue
+        ok, reason = registry.availability(spec)
+        out.append(
+            (
+                name,
+                {
+                    "source": spec.source,
+                    "exact": spec.exact,
+                    "causal": bool(spec.capabilities.causal),
+                    "available": ok,
+                    "reason": reason,
+                },
+            )
+        )
+    return out
+
+
+def stage_validate(name: str, plugins: Sequence[str]) -> str | None:
+    """(worker) ``harness.runner.validation`` on the method in its leaderboard mode."""
+    from harness.runner.validation import check_attention_row
+    from harness.workloads.attention import Variant
+
+    spec = _spec_in_worker(name, plugins)
+    variant = Variant(spec.name, "registry", spec=spec, params=dict(spec.hyperparameters))
+    return check_attention_row(variant, "causal" if _mode(spec) else "bidirectional")
+
+
+def stage_error(name: str, plugins: Sequence[str], length: int) -> dict:
+    """(worker) :func:`error_against_exact`."""
+    return error_against_exact(_spec_in_worker(name, plugins), length=length)
+
+
+def stage_grid(name: str, plugins: Sequence[str], cfg: LeaderboardConfig, kind: str) -> dict:
+    """(worker) Time and memory on the L grid: ``kind`` "layer" (a LISA layer, or SDPA's
+    adapter layer for name "sdpa"), else the operator in that mode."""
+    if kind == "layer":
+        return _grid(_layer_call(name, cfg), cfg)
+    spec = _spec_in_worker(name, plugins)
+    return _grid(_operator_call(spec, cfg, kind == "causal"), cfg)
+
+
+def stage_downstream(name: str, cfg: LeaderboardConfig, plugins, progress: bool) -> dict:
+    """(worker) :func:`_downstream` on the configured data set (loaded once per worker)."""
+    task = load_leaderboard_task(cfg)
+    return _downstream(name, task, cfg, plugins, progress)
+
+
+def load_leaderboard_task(cfg: LeaderboardConfig):
+    """The downstream task of ``cfg`` (cached per process)."""
+    from harness.tasks.seqrec_train import load_task
+    from harness.tasks.synthetic import SyntheticConfig
+
+    key = (cfg.dataset, cfg.synthetic_users, cfg.synthetic_items)
+    if key not in _TASKS:
+        _TASKS[key] = load_task(
+            cfg.dataset,
+            seed=0,
+            synthetic=SyntheticConfig(num_users=cfg.synthetic_users, num_items=cfg.synthetic_items),
+        )
+    return _TASKS[key]
+
+
+def _first_line(outcome) -> str:
+    return outcome.describe().splitlines()[0][:300]
+
+
+# --------------------------------------------------------------------------------------
+
+
 def run_leaderboard(
     cfg: LeaderboardConfig,
     *,
@@ -354,124 +481,236 @@ def run_leaderboard(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     conformance: bool = True,
+    runner=None,
+    journal=None,
 ) -> dict:
-    """Run the pipeline; returns a leaderboard document (``harness.leaderboard.store``)."""
-    from harness.tasks.seqrec_model import RegistryAttentionLayer  # noqa: F401 (import check)
-    from harness.tasks.seqrec_train import load_task
-    from harness.tasks.synthetic import SyntheticConfig
+    """Run the pipeline; returns a leaderboard document (``harness.leaderboard.store``).
+
+    Every stage that calls a method runs in ``runner`` (an isolated worker; one is made
+    with the default limits when None): a stage that raises, crashes, hangs or runs out of
+    memory is recorded in the row's ``stages`` with its status and the board goes on.
+    Before its speed and downstream stages an operator must pass validation
+    (``harness.runner.validation``: shape, finite, no causal leak, its oracle identity) and
+    a conformance suite that was run must have passed. ``journal`` (a
+    ``harness.runner.journal.RunJournal``) receives each finished row; rows already in it
+    are taken as they are (resume). The document's ``complete`` says whether every chosen
+    method got a row."""
+    from harness.runner.attention_tasks import external_sources, probe_source
+    from harness.runner.isolation import IsolatedRunner, Limits
 
     cfg.check()
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    own_runner = runner is None
+    if own_runner:
+        runner = IsolatedRunner(Limits(timeout_s=cfg.stage_timeout_s, threads=cfg.threads))
+    try:
+        return _run_leaderboard(
+            cfg,
+            methods,
+            plugins,
+            progress,
+            say,
+            conformance,
+            runner,
+            journal,
+            external_sources,
+            probe_source,
+        )
+    finally:
+        if own_runner:
+            runner.close()
+
+
+def _run_leaderboard(
+    cfg, methods, plugins, progress, say, conformance, runner, journal, external_sources, probe
+) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    chosen = select_methods(methods, plugins)
+    plugins = list(plugins)
+    good: list[str] = []
+    failed_sources: dict[str, str] = {}
+    for ref in external_sources(plugins):
+        outcome = runner.call(probe, ref)
+        if outcome.ok:
+            good.append(ref)
+        else:
+            failed_sources[ref] = f"cannot load {ref}: {_first_line(outcome)}"
+            say(f"[{ref}] {failed_sources[ref]}")
+    submitted_ok = [p for p in plugins if p in good]
+    selected = runner.call(stage_select, methods, good, submitted_ok)
+    if not selected.ok:
+        first = selected.message.splitlines()[0] if selected.message else selected.status
+        raise ValueError(first.removeprefix("ValueError: "))
+    chosen = selected.value
     fingerprint = machine_fingerprint()
     mhash = machine_hash(fingerprint)
-    config = {**asdict(cfg), "methods": [n for n, _ in chosen], "plugins": list(plugins)}
-    chash = config_hash({k: v for k, v in config.items() if k not in ("methods", "plugins")})
-    task = load_task(
-        cfg.dataset,
-        seed=0,
-        synthetic=SyntheticConfig(num_users=cfg.synthetic_users, num_items=cfg.synthetic_items),
-    )
+    config = {**asdict(cfg), "methods": [n for n, _ in chosen], "plugins": plugins}
+    ignored = ("methods", "plugins", "stage_timeout_s")
+    chash = config_hash({k: v for k, v in config.items() if k not in ignored})
+    task = load_leaderboard_task(cfg)
     doc = new_document()
     doc["machines"][mhash] = fingerprint
     doc["configs"][chash] = config
     doc["data_checksums"][task.data.name] = task.data.checksum
+    submitted = set(good) | set(failed_sources)
 
-    from impls import registry
+    baselines: dict[Any, dict | None] = {}
 
-    sdpa = registry.get_method("sdpa")
-    baselines: dict[Any, dict] = {}
-
-    def baseline(kind) -> dict:
+    def baseline(kind) -> dict | None:
         if kind not in baselines:
             say(f"[baseline] sdpa {kind} on L = {list(cfg.lengths)}")
-            if kind == "layer":
-                baselines[kind] = _grid(_layer_call("sdpa", cfg), cfg)
-            else:
-                baselines[kind] = _grid(_operator_call(sdpa, cfg, kind == "causal"), cfg)
+            outcome = runner.call(stage_grid, "sdpa", (), cfg, kind)
+            baselines[kind] = outcome.value if outcome.ok else None
+            if not outcome.ok:
+                say(f"[baseline] sdpa {kind}: {_first_line(outcome)}")
         return baselines[kind]
 
     rows = []
-    for name, spec in chosen:
-        row: dict[str, Any] = {
-            "method": name,
-            "machine": mhash,
-            "config_hash": chash,
-            "measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "level": "layer" if spec is None else "operator",
-            "source": "impls.attention.lisa_layers" if spec is None else spec.source,
-            "exact": None if spec is None else spec.exact,
-            "data_checksum": task.data.checksum,
-            "notes": [],
-        }
-        if spec is not None:
-            ok, reason = registry.availability(spec)
-            if not ok:
-                row["conformance"] = {"status": "skipped", "reason": reason}
-                row["notes"].append(f"cannot run here: {reason}")
-                rows.append(row)
-                say(f"[{name}] skipped: {reason}")
-                continue
-        # 1. conformance
-        if spec is None:
-            row["conformance"] = {
-                "status": "n/a",
-                "reason": "a layer, not a q/k/v operator (tested in tests/attention)",
+    for ref, reason in failed_sources.items():
+        rows.append(
+            {
+                "method": ref,
+                "machine": mhash,
+                "config_hash": chash,
+                "measured_at": _now(),
+                "level": "operator",
+                "source": ref,
+                "exact": None,
+                "data_checksum": task.data.checksum,
+                "status": "failed",
+                "stages": {"load": reason},
+                "conformance": {"status": "not-run", "reason": reason},
+                "notes": [reason],
+                "submitted": True,
             }
-        elif conformance:
-            say(f"[{name}] conformance suite")
-            row["conformance"] = run_conformance(name, plugins, timeout_s=cfg.conformance_timeout_s)
-        else:
-            row["conformance"] = {"status": "not-run", "reason": "--no-conformance"}
-        say(f"[{name}] conformance: {row['conformance']['status']}")
-        # 2. error against exact attention
-        if spec is not None:
-            try:
-                row["error"] = error_against_exact(spec, length=cfg.error_length)
-            except Exception as exc:  # a broken method must not stop the board
-                row["error"] = {"failed": f"{type(exc).__name__}: {exc}"}
-        # 3-4. speed (only after a passed conformance suite)
-        if row["conformance"]["status"] in ("passed", "n/a"):
-            try:
-                if spec is None:
-                    say(f"[{name}] layer time/memory on L = {list(cfg.lengths)}")
-                    grid = _grid(_layer_call(name, cfg), cfg)
-                    row["speed"] = {
-                        "baseline": "sdpa layer",
-                        **_scaling(grid, baseline("layer"), cfg.lengths),
-                    }
-                else:
-                    causal = _mode(spec)
-                    kind = "causal" if causal else "bidirectional"
-                    say(f"[{name}] time/memory ({kind}) on L = {list(cfg.lengths)}")
-                    if name == "sdpa":  # the baseline itself: one measurement, ratio 1
-                        grid = baseline(kind)
-                    else:
-                        grid = _grid(_operator_call(spec, cfg, causal), cfg)
-                    row["speed"] = {
-                        "baseline": f"sdpa {kind}",
-                        "mode": kind,
-                        **_scaling(grid, baseline(kind), cfg.lengths),
-                    }
-            except Exception as exc:
-                row["speed"] = None
-                row["notes"].append(f"speed failed: {type(exc).__name__}: {exc}")
-        else:
-            row["speed"] = None
-            row["notes"].append("no speed score: conformance did not pass")
-        # 5. downstream
-        if spec is not None and not spec.capabilities.causal:
-            row["downstream"] = None
-            row["notes"].append("no downstream score: the model needs causal attention")
-        else:
-            say(f"[{name}] downstream on {task.data.name}")
-            try:
-                row["downstream"] = _downstream(name, task, cfg, plugins, progress)
-            except Exception as exc:
-                row["downstream"] = None
-                row["notes"].append(f"downstream failed: {type(exc).__name__}: {exc}")
+        )
+    for name, info in chosen:
+        if journal is not None and name in journal.rows:
+            say(f"[{name}] from the journal")
+            rows.append(journal.rows[name])
+            continue
+        row = _method_row(
+            name,
+            info,
+            cfg,
+            task,
+            mhash,
+            chash,
+            (good, submitted_ok),
+            progress,
+            say,
+            conformance,
+            runner,
+            baseline,
+        )
+        row["submitted"] = info is not None and info["source"] in submitted
+        if journal is not None:
+            journal.record(name, row)
         rows.append(row)
     doc["rows"] = rank_rows(rows)
+    doc["complete"] = True
     return doc
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _method_row(
+    name, info, cfg, task, mhash, chash, sources, progress, say, conformance, runner, baseline
+) -> dict:
+    """One method through every stage (see :func:`run_leaderboard`). ``sources``:
+    (every outside reference that loaded, the user's own among them)."""
+    plugins, submitted = sources
+    row: dict[str, Any] = {
+        "method": name,
+        "machine": mhash,
+        "config_hash": chash,
+        "measured_at": _now(),
+        "level": "layer" if info is None else "operator",
+        "source": "impls.attention.lisa_layers" if info is None else info["source"],
+        "exact": None if info is None else info["exact"],
+        "data_checksum": task.data.checksum,
+        "stages": {},
+        "stage_seconds": {},
+        "notes": [],
+    }
+    if info is not None and not info["available"]:
+        row["conformance"] = {"status": "skipped", "reason": info["reason"]}
+        row["notes"].append(f"cannot run here: {info['reason']}")
+        row["status"] = "skipped"
+        say(f"[{name}] skipped: {info['reason']}")
+        return row
+    # 1. conformance
+    if info is None:
+        row["conformance"] = {
+            "status": "n/a",
+            "reason": "a layer, not a q/k/v operator (tested in tests/attention)",
+        }
+    elif conformance:
+        say(f"[{name}] conformance suite")
+        row["conformance"] = run_conformance(name, submitted, timeout_s=cfg.conformance_timeout_s)
+    else:
+        row["conformance"] = {"status": "not-run", "reason": "--no-conformance"}
+    say(f"[{name}] conformance: {row['conformance']['status']}")
+    # 1b. validation: what every timed row must pass, whatever conformance said
+    usable = row["conformance"]["status"] in ("passed", "n/a", "not-run")
+    if info is not None:
+        outcome = runner.call(stage_validate, name, plugins)
+        problem = outcome.value if outcome.ok else _first_line(outcome)
+        row["stage_seconds"]["validation"] = round(outcome.seconds, 3)
+        row["stages"]["validation"] = "ok" if problem is None else f"invalid: {problem}"
+        if problem is not None:
+            usable = False
+            row["notes"].append(f"invalid: {problem}")
+            say(f"[{name}] invalid: {problem}")
+    if not usable and row["conformance"]["status"] not in ("passed", "n/a", "not-run"):
+        row["notes"].append("no speed or downstream score: conformance did not pass")
+    # 2. error against exact attention
+    if info is not None:
+        outcome = runner.call(stage_error, name, plugins, cfg.error_length)
+        row["error"] = outcome.value if outcome.ok else {"failed": _first_line(outcome)}
+        row["stage_seconds"]["error"] = round(outcome.seconds, 3)
+        row["stages"]["error"] = "ok" if outcome.ok else _first_line(outcome)
+    # 3-4. speed
+    row["speed"] = None
+    if usable:
+        kind = "layer" if info is None else ("causal" if info["causal"] else "bidirectional")
+        base = baseline(kind)
+        say(f"[{name}] time/memory ({kind}) on L = {list(cfg.lengths)}")
+        if name == "sdpa" and kind != "layer":
+            outcome = None
+            grid = base
+        else:
+            outcome = runner.call(stage_grid, name, plugins, cfg, kind)
+            grid = outcome.value if outcome.ok else None
+        if outcome is not None:
+            row["stage_seconds"]["speed"] = round(outcome.seconds, 3)
+        row["stages"]["speed"] = "ok" if outcome is None or outcome.ok else _first_line(outcome)
+        if grid is not None and base is not None:
+            label = "sdpa layer" if kind == "layer" else f"sdpa {kind}"
+            extra = {} if kind == "layer" else {"mode": kind}
+            row["speed"] = {"baseline": label, **extra, **_scaling(grid, base, cfg.lengths)}
+        elif grid is None:
+            row["notes"].append(f"speed {row['stages']['speed']}")
+        else:
+            row["notes"].append("speed: the sdpa baseline could not be measured")
+    # 5. downstream
+    row["downstream"] = None
+    if info is not None and not info["causal"]:
+        row["notes"].append("no downstream score: the model needs causal attention")
+    elif usable:
+        say(f"[{name}] downstream on {task.data.name}")
+        outcome = runner.call(stage_downstream, name, cfg, submitted, progress)
+        row["stage_seconds"]["downstream"] = round(outcome.seconds, 3)
+        row["stages"]["downstream"] = "ok" if outcome.ok else _first_line(outcome)
+        if outcome.ok and outcome.value.get("status", "ok") == "ok":
+            row["downstream"] = outcome.value
+        else:
+            why = row["stages"]["downstream"] if not outcome.ok else outcome.value["status"]
+            row["stages"]["downstream"] = why
+            row["notes"].append(f"downstream {why}")
+    bad = [s for s in row["stages"].values() if s != "ok"]
+    failed_conf = row["conformance"]["status"] not in ("passed", "n/a", "not-run", "skipped")
+    row["status"] = "failed" if bad or failed_conf else "ok"
+    return row

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from harness.results import write_json_atomic, write_text_atomic
+from harness.scaling import exponent_is_reportable, format_exponent
 
 __all__ = ["table_rows", "to_markdown", "to_html", "write_outputs", "write_text_atomic"]
 
@@ -65,11 +66,16 @@ def table_rows(doc: dict) -> list[dict[str, tuple[str, float | str | None]]]:
             "time_ratio": _num(_last(speed.get("time_ratio"))),
             "mem_ratio": _num(_last(speed.get("memory_ratio"))),
         }
-        for key, field in (("time_exp", "time_exponent"), ("mem_exp", "memory_exponent")):
+        lengths = speed.get("lengths") or []
+        for key, field, values in (
+            ("time_exp", "time_exponent", speed.get("time_s")),
+            ("mem_exp", "memory_exponent", speed.get("memory_bytes")),
+        ):
             fit = speed.get(field)
-            cells[key] = (
-                (f"{fit[0]:.2f} [{fit[1]:.2f}, {fit[2]:.2f}]", fit[0]) if fit else ("-", None)
-            )
+            if fit and not exponent_is_reportable(lengths, values):
+                cells[key] = ("not enough lengths", None)  # < 4 lengths spanning 16x
+            else:
+                cells[key] = (format_exponent(fit), fit[0] if fit else None)
         cross = speed.get("crossover") or {}
         kind, at = cross.get("kind"), cross.get("length")
         text = {"at": f"{at:.0f}" if at else "-", "below": f"< {at}", "above": f"> {at}"}.get(

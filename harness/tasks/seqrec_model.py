@@ -156,7 +156,19 @@ def make_attention_layer(
 
         cls = {"lisa-base": LISABase, "lisa-soft": LISASoft, "lisa-mini": LISAMini}[name]
         return cls(d_model, **hyperparameters)
-    spec = registry.get_method(name, extra)
+    try:
+        spec = registry.get_method(name, extra)
+    except registry.PluginError:
+        raise
+    except ValueError as error:
+        if ":" in name or not str(error).startswith("unknown method"):
+            raise
+        # every name seqrec accepts, not only the registry's
+        known = [*LISA_LAYERS, NO_ATTENTION, *(f"{a} (= {b})" for a, b in ALIASES.items())]
+        known += [s.name for s in registry.all_methods(extra)]
+        raise ValueError(
+            f"unknown method {method!r}; known: {', '.join(known)} (or module:attr)"
+        ) from None
     return RegistryAttentionLayer(spec, d_model, **hyperparameters)
 
 

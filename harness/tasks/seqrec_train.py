@@ -8,6 +8,12 @@
   SASRec's sampler); Adam (lr 1e-3, betas (0.9, 0.98)); users shuffled per epoch (seeded).
 * Early stopping: validation NDCG@10 after every epoch; stop after ``patience`` epochs
   without improvement; the best model is restored and evaluated on the test split.
+* Divergence: a training loss that is NaN or +-inf stops training at once (before the
+  backward pass of that step). The record's ``status`` is then ``"diverged: non-finite
+  loss at epoch E step S"`` (S counts the epoch's batches from 1) instead of ``"ok"``, and
+  its ``valid`` and ``test`` metrics are all 0: a diverged run never reports a score,
+  even if an earlier epoch validated well. Its ``epoch_time_s`` covers the completed
+  epochs only (None when none completed) and no training-step memory is measured.
 * Reported cost: wall time of each epoch's training pass (evaluation excluded; median
   over epochs, the first excluded when there are several), the peak heap allocated
   during one training step (forward, backward and optimiser step on a full batch, on a
@@ -33,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from harness.tasks.data import dataset_path, read_atomic, sha256_file
-from harness.tasks.metrics import ranking_metrics, ranks
+from harness.tasks.metrics import MISS, ranking_metrics, ranks
 from harness.tasks.seqrec_data import (
     EvalSplit,
     SeqRecData,
@@ -194,7 +200,8 @@ def train_and_evaluate(
     progress: bool = True,
     log=None,
 ) -> dict:
-    """Train ``method``'s model on ``task``; returns a JSON-ready record (see module)."""
+    """Train ``method``'s model on ``task``; returns a JSON-ready record (see module):
+    ``status`` is ``"ok"`` or ``"diverged: non-finite loss at epoch E step S"``."""
     from tqdm import tqdm
 
     from harness.measure import peak_memory_bytes
@@ -214,6 +221,7 @@ def train_and_evaluate(
     n_batches = math.ceil(inputs.shape[0] / cfg.batch_size)
     best, best_score, best_epoch, stale = None, -math.inf, 0, 0
     history, epoch_times = [], []
+    status = "ok"
     say = log or (lambda msg: print(msg, file=sys.stderr))
     for epoch in range(1, cfg.epochs + 1):
         _calibrate(model, inputs, cfg.calibration_users, gen)
@@ -232,10 +240,19 @@ def train_and_evaluate(
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             optimiser.zero_grad(set_to_none=True)
             loss = _loss(model, inputs[idx], targets[idx], gen, cfg.reg_weight)
+            value = loss.item()
+            if not math.isfinite(value):
+                status = f"diverged: non-finite loss at epoch {epoch} step {b + 1}"
+                break
             loss.backward()
             optimiser.step()
-            total += loss.item()
+            total += value
             bar.set_postfix(loss=f"{total / (b + 1):.4f}")
+        bar.close()
+        if status != "ok":
+            if progress:
+                say(f"{canonical_method(method)}: {status} (loss {value}); training stopped")
+            break
         epoch_times.append(time.perf_counter() - begin)
         valid = evaluate(model, task.valid, max_len=cfg.max_len, batch_size=cfg.eval_batch_size)
         history.append({"epoch": epoch, "loss": total / n_batches, **valid})
@@ -250,11 +267,15 @@ def train_and_evaluate(
             stale += 1
             if stale >= cfg.patience:
                 break
-    assert best is not None
-    test = evaluate(best, task.test, max_len=cfg.max_len, batch_size=cfg.eval_batch_size)
-    valid_best = history[best_epoch - 1]
+    if status == "ok":
+        assert best is not None
+        test = evaluate(best, task.test, max_len=cfg.max_len, batch_size=cfg.eval_batch_size)
+        valid = {k: v for k, v in history[best_epoch - 1].items() if k not in ("epoch", "loss")}
+    else:  # diverged: no score, whatever an earlier epoch achieved
+        test = ranking_metrics(torch.full((1,), MISS, dtype=torch.int64))
+        valid = dict(test)
     peak = None
-    if cfg.measure_memory:
+    if cfg.measure_memory and status == "ok":
         probe = copy.deepcopy(best)
         probe.train()
         probe_opt = torch.optim.Adam(probe.parameters(), lr=cfg.lr, betas=cfg.betas)
@@ -270,6 +291,7 @@ def train_and_evaluate(
         peak = peak_memory_bytes(step)
     return {
         "method": canonical_method(method),
+        "status": status,
         "dataset": task.data.name,
         "data_checksum": task.data.checksum,
         "users": len(task.data.sequences),
@@ -279,10 +301,10 @@ def train_and_evaluate(
         "parameters": sum(p.numel() for p in model.parameters()),
         "epochs_run": len(history),
         "best_epoch": best_epoch,
-        "valid": {k: v for k, v in valid_best.items() if k not in ("epoch", "loss")},
+        "valid": valid,
         "test": test,
         # the first epoch pays one-time costs (allocator, lazy init): excluded when possible
-        "epoch_time_s": statistics.median(epoch_times[1:] or epoch_times),
+        "epoch_time_s": statistics.median(epoch_times[1:] or epoch_times) if epoch_times else None,
         "epoch_times_s": epoch_times,
         "train_step_peak_bytes": peak,
         "process_max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,

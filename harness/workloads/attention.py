@@ -31,12 +31,13 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
 from harness.measure import available_memory_bytes, peak_memory_bytes, time_call
 from impls import registry
+from impls.costs import Cost, CostQuery, fallback_cost
 from impls.registry import MethodSpec
 
 __all__ = [
@@ -83,6 +84,13 @@ class Variant:
     words: int | None = None
     dtype: str = "float32"
     params: dict = field(default_factory=dict, compare=False, hash=False)
+    time_exponent: float | None = None  # the registry's expected exponents in L
+    memory_exponent: float | None = None
+
+    def stripped(self) -> Variant:
+        """This row without its registry entry (plain data that pickles): what a parent
+        process needs to plan and report, while only the worker holds method code."""
+        return replace(self, spec=None)
 
     def mode_error(self, mode: str, device: str) -> str | None:
         """Why this row cannot run in ``mode`` on ``device`` (None when it can)."""
@@ -141,6 +149,7 @@ class Plan:
     cases: list[Case]
     skipped_methods: list[dict]  # {"method", "reason"}: cannot run here at all
     skipped_modes: list[dict]  # {"method", "mode", "reason"}: refused by check_request
+    sources: list[str] = field(default_factory=list)  # outside references the plan used
 
     def variant(self, label: str) -> Variant:
         for v in self.variants:
@@ -155,17 +164,23 @@ def _lisa_variant(words: int) -> Variant:
         "lisa_operator",
         words=words,
         params={"B": BOOKS, "W": words, "gamma": GAMMA, "codes": "hard"},
+        time_exponent=1.0,
+        memory_exponent=1.0,
     )
 
 
 def variants(
-    device: str | torch.device = "cpu", *, extra: Sequence[str] = ()
+    device: str | torch.device = "cpu", *, extra: Sequence[str] = (), discover: bool = True
 ) -> tuple[list[Variant], list[dict]]:
-    """(rows that can run on ``device``, [{"method", "reason"}] for those that cannot)."""
+    """(rows that can run on ``device``, [{"method", "reason"}] for those that cannot).
+
+    ``extra``: ``module:attr`` references of outside methods; ``discover=False`` takes
+    only those beside the built-ins (no entry points, no ``LISA_BENCH_METHODS``): the
+    isolated runner resolves every outside source itself, one at a time."""
     device = torch.device(device).type
     rows: list[Variant] = []
     skipped: list[dict] = []
-    for spec in registry.all_methods(extra):
+    for spec in registry.all_methods(extra, entry_points=discover, env=discover):
         ok, reason = registry.availability(spec)
         if ok and device not in spec.capabilities.devices:
             ok, reason = False, f"does not run on {device} (devices: {spec.capabilities.devices})"
@@ -174,11 +189,27 @@ def variants(
         if not ok:
             skipped.append({"method": spec.name, "reason": reason})
             continue
-        rows.append(Variant(spec.name, "registry", spec=spec, params=dict(spec.hyperparameters)))
+        rows.append(
+            Variant(
+                spec.name,
+                "registry",
+                spec=spec,
+                params=dict(spec.hyperparameters),
+                time_exponent=spec.time_exponent,
+                memory_exponent=spec.memory_exponent,
+            )
+        )
     rows += [_lisa_variant(w) for w in LISA_WORDS]
     if device == "cuda":
         rows.append(
-            Variant("sdpa flash bf16", "sdpa_flash", dtype="bfloat16", params={"backend": "flash"})
+            Variant(
+                "sdpa flash bf16",
+                "sdpa_flash",
+                dtype="bfloat16",
+                params={"backend": "flash"},
+                time_exponent=2.0,
+                memory_exponent=1.0,
+            )
         )
     return rows, skipped
 
@@ -191,11 +222,12 @@ def make_plan(
     passes: Sequence[str] = PASSES,
     device: str | torch.device = "cpu",
     extra: Sequence[str] = (),
+    discover: bool = True,
 ) -> Plan:
     """The grid: every runnable row x length x supported mode x pass (sorted by length, so
     the short cases run first)."""
     device = torch.device(device).type
-    rows, skipped = variants(device, extra=extra)
+    rows, skipped = variants(device, extra=extra, discover=discover)
     if methods is not None:
         known = {v.label for v in rows} | {s["method"] for s in skipped}
         unknown = [m for m in methods if m not in known]
@@ -226,64 +258,43 @@ def make_plan(
 
 
 # --------------------------------------------------------------------------------------
-# Analytic bytes: what a correct implementation allocates during one call (inputs
-# excluded), float32 unless the row says otherwise. Linear-memory methods are bounded by a
-# few (L, d)-sized buffers plus their chunk/window/feature state; the oracle holds a few
-# (L, L) matrices. Coefficients are generous upper bounds, not fits: the point is that a
-# stray (L, L) tensor in a linear method makes the measured peak overshoot by orders of
-# magnitude at long L.
-
-_LINEAR_SLACK = 2**20  # per-call fixed overhead (per-thread buffers, small temporaries)
+# Analytic cost: each method states its own (``MethodSpec.cost``, see ``impls.costs``);
+# the workload only says which call it makes. An entry without a cost model gets the
+# generic estimate from its memory exponent.
 
 
-def _registry_bytes(spec: MethodSpec, n: int, backward: bool, item: int) -> int:
-    hp = spec.hyperparameters
-    d = DIM
-    rows = BATCH * HEADS
-    grad = 3 if backward else 1  # backward keeps activations and writes 3 input grads
-    per_token = {
-        "oracle": None,
-        "sdpa": 4 * d,
-        "xformers_mea": 4 * d,
-        "lisa_kmeans": 8 * d + 4 * hp.get("codewords", 64),
-        "linear": 8 * d,
-        "performer": 8 * d + 6 * hp.get("nb_features", 256),
-        "local_window": 8 * d + 6 * hp.get("window", 64),
-        "lsh": hp.get("n_hashes", 2) * (20 * d + 8 * hp.get("bucket_size", 32)),
-        "linformer": 8 * d + 6 * hp.get("proj_len", 64),
-    }
-    chunk_state = {  # per-chunk state; a chunk never exceeds the sequence
-        "linear": 4 * min(hp.get("chunk_size", 64), n) * d * d // 8,
-        "performer": 2 * min(hp.get("chunk_size", 64), n) * hp.get("nb_features", 256) * d,
-        "lisa_kmeans": 12 * min(hp.get("chunk_size", 256), n) * hp.get("codewords", 64),
-    }
-    if spec.name == "oracle" or (spec.name not in per_token and spec.memory_exponent > 1.5):
-        # scores, mask, softmax and its temporaries: a handful of (L, L) matrices
-        squares = (10 if backward else 6) * n ** max(2.0, spec.memory_exponent)
-        return int(item * rows * (squares + 4 * n * d))
-    tokens = per_token.get(spec.name) or 12 * d
-    return int(item * rows * grad * (tokens * n + chunk_state.get(spec.name, 0)) + _LINEAR_SLACK)
+def analytic_cost(variant: Variant, case: Case) -> Cost:
+    """FLOPs, compulsory traffic and working bytes of one call of ``case``."""
+    item = torch.empty((), dtype=DTYPES[variant.dtype]).element_size()
+    if variant.kind == "lisa_operator":
+        from impls.attention.lisa_operator import operator_cost
 
+        return operator_cost(
+            case.length, BOOKS, variant.words, DIM, backward=case.backward, itemsize=item
+        )
+    query = CostQuery(
+        length=case.length,
+        dim=DIM,
+        heads=HEADS,
+        batch=BATCH,
+        causal=case.causal,
+        backward=case.backward,
+        itemsize=item,
+        hp=dict(variant.spec.hyperparameters) if variant.spec is not None else {},
+    )
+    if variant.kind == "sdpa_flash":
+        from impls.attention.exact import fused_exact_cost
 
-def _lisa_bytes(words: int, n: int, backward: bool, item: int = 4) -> int:
-    # output (L, dv), the per-chunk (B, chunk, W) score/state tensors; backward also keeps
-    # the per-chunk activations and a gradient of the (B, L, d) query
-    chunk = min(512, n)
-    forward = n * DIM + 12 * BOOKS * chunk * words
-    if not backward:
-        return item * forward
-    return item * (3 * forward + 3 * BOOKS * n * DIM + 4 * BOOKS * n * words)
+        return fused_exact_cost(query)
+    if variant.spec.cost is not None:
+        return variant.spec.cost(query)
+    return fallback_cost(query, variant.spec.memory_exponent)
 
 
 def analytic_bytes(variant: Variant, case: Case) -> int:
-    """Expected working bytes of one call of ``case`` (see the comment above)."""
-    item = torch.empty((), dtype=DTYPES[variant.dtype]).element_size()
-    if variant.kind == "lisa_operator":
-        return _lisa_bytes(variant.words, case.length, case.backward, item)
-    if variant.kind == "sdpa_flash":
-        grad = 3 if case.backward else 1
-        return item * grad * 4 * case.length * DIM + _LINEAR_SLACK
-    return _registry_bytes(variant.spec, case.length, case.backward, item)
+    """Expected working bytes of one call of ``case`` (inputs excluded): a measured peak
+    far above it exposes a stray (L, L) tensor."""
+    return analytic_cost(variant, case).working_bytes
 
 
 # --------------------------------------------------------------------------------------
@@ -455,8 +466,9 @@ def run_case(
     call under ``harness.measure.peak_memory_bytes`` (memray on CPU, max_memory_allocated
     after a reset on CUDA)."""
     row = {**case.as_dict(), "params": variant.params, "dtype": variant.dtype}
-    need = analytic_bytes(variant, case)
-    row["analytic_bytes"] = need
+    cost = analytic_cost(variant, case)
+    row.update(cost.as_dict())
+    need = cost.working_bytes
     device = torch.device(case.device)
     if need > memory_fraction * available_memory_bytes(device):
         row["status"] = f"skipped (needs ~{_human_bytes(need)})"
@@ -482,6 +494,9 @@ def run_case(
         if device.type == "cuda":
             torch.cuda.empty_cache()
     row["status"] = "ok"
+    if row.get("median_s"):  # what the analytic cost says this time achieved
+        row["achieved_gflops"] = cost.flops / row["median_s"] / 1e9
+        row["achieved_gbps"] = cost.traffic_bytes / row["median_s"] / 1e9
     if row.get("peak_bytes"):
         row["peak_over_analytic"] = row["peak_bytes"] / need
     return row
@@ -532,14 +547,10 @@ def errors_vs_oracle(variant: Variant, case: Case, *, seed: int = 0) -> dict[str
     with torch.inference_mode():
         out = call()
     if variant.kind == "lisa_operator":
+        from reference.lisa import lisa_via_exact_attention
+
         query, kc, vc = (t.double() for t in leaves)
-        codes = call.codes
-        books = torch.arange(BOOKS, device=device)[None, :, None]
-        i = torch.arange(case.length, device=device, dtype=torch.float64)
-        bias = math.log(GAMMA) * (i[:, None] - i[None, :]).abs()
-        ref = exact_attention(
-            query, kc[books, codes], vc[books, codes], causal=case.causal, bias=bias
-        ).sum(dim=1)
+        ref = lisa_via_exact_attention(query, call.codes, kc, vc, gamma=GAMMA, causal=case.causal)
         return {"softmax": None, "identity": _rel_error(out, ref)}
     if variant.kind == "sdpa_flash":
         q, k, v = (t.double() for t in leaves)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from impls.attention._validation import check_attention_inputs, compute_dtype
+from impls.costs import SLACK_BYTES, Cost, CostQuery, compulsory_traffic
 
 __all__ = ["LinearAttention", "elu_feature_map", "linear_attention", "kernel_attention"]
 
@@ -146,3 +147,16 @@ class LinearAttention(nn.Module):
         return linear_attention(
             q, k, v, causal=causal, key_padding_mask=key_padding_mask, chunk_size=self.chunk_size
         )
+
+
+def analytic_cost(query: CostQuery) -> Cost:
+    """Chunked linear attention (chunk C): the (d, d) state update and read-out cost
+    4 L d^2, the causal within-chunk products 4 L C d, the feature maps O(L d); working
+    memory a few (L, d) buffers plus one chunk's state."""
+    n, d = query.length, query.dim
+    chunk = min(query.hp.get("chunk_size", 64), n)
+    per_row = 4.0 * n * d * d + 2.0 * n * d + (4.0 * n * chunk * d if query.causal else 0.0)
+    grad = 3 if query.backward else 1
+    working = query.itemsize * query.rows * grad * (8 * d * n + 4 * chunk * d * d // 8)
+    flops = query.rows * query.passes * per_row
+    return Cost(flops, compulsory_traffic(query), int(working + SLACK_BYTES))

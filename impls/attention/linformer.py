@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from impls.attention._validation import check_attention_inputs, compute_dtype
+from impls.costs import SLACK_BYTES, Cost, CostQuery, compulsory_traffic
 
 __all__ = ["LinformerAttention", "pooling_projection", "pooled_keys_values"]
 
@@ -90,3 +91,14 @@ class LinformerAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return f"proj_len={self.proj_len}"
+
+
+def analytic_cost(query: CostQuery) -> Cost:
+    """Mean-pooling keys and values to k rows costs 2 L d, attention to them 4 L k d;
+    working memory (L, d) buffers and the (L, k) scores."""
+    n, d = query.length, query.dim
+    k = min(query.hp.get("proj_len", 64), n)
+    grad = 3 if query.backward else 1
+    working = query.itemsize * query.rows * grad * (8 * d + 6 * k) * n
+    flops = query.rows * query.passes * (4.0 * n * k * d + 2.0 * n * d)
+    return Cost(flops, compulsory_traffic(query), int(working + SLACK_BYTES))

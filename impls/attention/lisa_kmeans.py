@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from impls.attention._validation import check_attention_inputs, compute_dtype
 from impls.attention.lisa_operator import lisa_attention
+from impls.costs import SLACK_BYTES, Cost, CostQuery, compulsory_traffic
 
 __all__ = ["LisaKMeansAttention", "kmeans"]
 
@@ -186,3 +187,16 @@ class LisaKMeansAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, codewords={self.codewords}, seed={self.seed}, gamma={self.gamma}"
+
+
+def analytic_cost(query: CostQuery) -> Cost:
+    """Assigning L keys to W codewords costs 2 L W d, the query-codeword scores 2 L W d,
+    merging the codeword values 2 L W d; working memory (L, d) and (L, W) buffers plus one
+    chunk's (C, W) scan state."""
+    n, d = query.length, query.dim
+    words = query.hp.get("codewords", 64)
+    chunk = min(query.hp.get("chunk_size", 256), n)
+    grad = 3 if query.backward else 1
+    working = query.itemsize * query.rows * grad * ((8 * d + 4 * words) * n + 12 * chunk * words)
+    flops = query.rows * query.passes * 6.0 * n * words * d
+    return Cost(flops, compulsory_traffic(query), int(working + SLACK_BYTES))

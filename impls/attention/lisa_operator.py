@@ -9,7 +9,22 @@ Per codebook b, query position l and codeword w (W codewords)::
 
 ``c[b, j, :]`` is the one-hot of key j's hard code, or its soft code (a probability vector);
 padded keys have ``c = 0``. "Visible" means ``j <= l`` when causal, every j otherwise.
-A row with an empty histogram (e.g. only padded keys so far) returns zeros.
+
+Empty rows and overflow are told apart explicitly (never by ``nan_to_num``):
+* a row whose histogram is empty (H[b, l, :] = 0 for every w: nothing visible yet, or every
+  visible key padded) returns exactly 0 for that codebook;
+* a row that sees at least one key needs all its W scores finite; scores that are not
+  (|q . Kc| beyond the dtype's range although the inputs are finite, e.g. float32 inputs
+  of magnitude 1e20) raise ``FloatingPointError`` naming the arguments, and so does an
+  output that overflows the result dtype (``value_codewords`` too large, or a float32
+  result beyond the half-precision range). Scores of empty rows are never used.
+
+Half precision: float16 and bfloat16 inputs are accumulated in float32 (scores, log
+histograms, softmax, the sum over codewords) and the result is cast back to the input
+dtype; gradients flow back in the input dtype. Against the float64 oracle on the same
+(half-valued) inputs the result is then the exactly rounded float32 value rounded once
+more to the input dtype: |out - oracle| <= eps * max(1, max |oracle|) with eps the
+input dtype's machine epsilon (2^-10 for float16, 2^-7 for bfloat16), for moderate L.
 
 How it is computed (and why it is stable for any length):
 * The sequence is cut into chunks of ``chunk_size`` positions. A running state of shape
@@ -44,6 +59,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
+from impls.attention._validation import compute_dtype
 from impls.attention.lisa_straight_through import straight_through_rows
 from impls.attention.lisa_validation import (
     check_codes,
@@ -53,6 +69,7 @@ from impls.attention.lisa_validation import (
     check_padding_mask,
     check_query,
 )
+from impls.costs import Cost
 
 __all__ = ["lisa_attention", "lisa_attention_cached", "effective_chunk_size"]
 
@@ -180,17 +197,53 @@ def _log_histograms(
         yield start, stop, log_hist
 
 
-def _weights(logits: Tensor) -> Tensor:
-    """softmax over W of ``logits`` (..., W), row maximum subtracted; rows that are all
-    -inf (empty histograms) give weights 0."""
-    return torch.softmax(logits, dim=-1).nan_to_num_(nan=0.0)
+def _empty_rows(log_hist: Tensor) -> Tensor:
+    """(..., 1) bool: True where the histogram row is empty, i.e. log H = -inf for every w
+    (nothing visible, or every visible key padded)."""
+    return (log_hist == -torch.inf).all(dim=-1, keepdim=True)
 
 
-def _weights_and_log_norm(logits: Tensor) -> tuple[Tensor, Tensor]:
+def _weights(logits: Tensor, empty: Tensor) -> Tensor:
+    """softmax over W of ``logits`` = s + log H (..., W), row maximum subtracted; rows
+    marked ``empty`` (log H = -inf throughout) give weights exactly 0. The scores of the
+    other rows are checked finite (:func:`_rows_finite`), so such a row has a finite
+    maximum and a well-defined softmax."""
+    return torch.softmax(logits, dim=-1).masked_fill_(empty, 0.0)
+
+
+def _rows_finite(scores: Tensor, empty: Tensor) -> Tensor:
+    """0-dim bool: every score of every non-empty row is finite (no synchronisation)."""
+    return (torch.isfinite(scores) | empty).all()
+
+
+def _weights_and_log_norm(logits: Tensor, empty: Tensor) -> tuple[Tensor, Tensor]:
     """(softmax, logsumexp) over W with one exponential pass: weights = exp(logits - log Z).
-    Empty rows: weights 0, log Z = -inf."""
+    Rows marked ``empty``: weights 0, log Z = -inf."""
     log_norm = torch.logsumexp(logits, dim=-1)  # subtracts the row maximum
-    return torch.exp(logits - log_norm[..., None]).nan_to_num_(nan=0.0), log_norm
+    weights = torch.exp(logits - log_norm[..., None]).masked_fill_(empty, 0.0)
+    return weights, log_norm.masked_fill_(empty[..., 0], -torch.inf)
+
+
+def _scores_overflow(names: str, dtype: torch.dtype) -> FloatingPointError:
+    return FloatingPointError(
+        f"LISA: the scores scale * <{names}> are not finite in {dtype} although the inputs "
+        "are: their magnitude overflows the dtype. Rescale query/codewords or use float64"
+    )
+
+
+def _check_output(out: Tensor, dtype: torch.dtype, compute: torch.dtype) -> Tensor:
+    """``out`` cast to ``dtype``; FloatingPointError if it is not finite (the weights are a
+    convex combination, so only value_codewords too large for ``dtype`` can cause it)."""
+    # one fused reduction (max |out|, NaN-propagating): no (L, dv)-sized temporaries, so
+    # the check adds nothing to the call's peak memory
+    peak = torch.linalg.vector_norm(out.detach(), ord=float("inf"))
+    if not bool(peak <= torch.finfo(dtype).max):
+        where = f"{dtype}" if dtype == compute else f"{dtype} (computed in {compute})"
+        raise FloatingPointError(
+            f"LISA: the output overflows {where}: value_codewords (summed over B codebooks) "
+            "are too large for this dtype"
+        )
+    return out.to(dtype)
 
 
 def _decayed_sums(u: Tensor, *, gamma: float, causal: bool, chunk: int) -> Tensor:
@@ -240,10 +293,11 @@ class _HistogramAttention(torch.autograd.Function):
     returning a non-finite gradient."""
 
     @staticmethod
-    def forward(ctx, scores, counts, value_codewords, gamma, causal, chunk):
+    def forward(ctx, scores, counts, value_codewords, gamma, causal, chunk, score_names):
         batch, books, length, words = scores.shape
         weights = torch.empty_like(scores)
         log_norm = scores.new_empty(batch, books, length)
+        finite = torch.ones((), dtype=torch.bool, device=scores.device)
         for start, stop, log_hist in _log_histograms(
             lambda a, b: counts[:, :, a:b],
             shape=(batch, books, length, words),
@@ -253,9 +307,13 @@ class _HistogramAttention(torch.autograd.Function):
             dtype=scores.dtype,
             device=scores.device,
         ):
+            empty = _empty_rows(log_hist)
+            finite &= _rows_finite(scores[:, :, start:stop], empty)
             weights[:, :, start:stop], log_norm[:, :, start:stop] = _weights_and_log_norm(
-                scores[:, :, start:stop] + log_hist
+                scores[:, :, start:stop] + log_hist, empty
             )
+        if not bool(finite):
+            raise _scores_overflow(score_names, scores.dtype)
         ctx.save_for_backward(scores, weights, log_norm, value_codewords)
         ctx.options = (gamma, causal, chunk)
         return torch.einsum("nblw,bwe->nle", weights, value_codewords)
@@ -268,23 +326,29 @@ class _HistogramAttention(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             grad_values = torch.einsum("nblw,nle->bwe", weights, grad_out)
         if not (ctx.needs_input_grad[0] or ctx.needs_input_grad[1]):
-            return grad_scores, grad_counts, grad_values, None, None, None
+            return grad_scores, grad_counts, grad_values, None, None, None, None
         g = torch.einsum("nle,bwe->nblw", grad_out, value_codewords)
         g -= (weights * g).sum(-1, keepdim=True)  # G - sum_w A G
         if ctx.needs_input_grad[0]:
             grad_scores = weights * g
         if ctx.needs_input_grad[1]:
-            # exp(S - log Z); empty rows (log Z = -inf) do not depend on H: shift by +inf
-            shift = torch.where(log_norm > -torch.inf, log_norm, torch.inf)
-            g *= torch.exp(scores - shift[..., None])
+            # exp(S - log Z); empty rows (log Z = -inf) do not depend on H: factor 0 (their
+            # scores are never used and may be non-finite)
+            empty = (log_norm == -torch.inf)[..., None]
+            g *= torch.exp(scores - log_norm[..., None]).masked_fill_(empty, 0.0)
             grad_counts = _decayed_sums(g, gamma=gamma, causal=causal, chunk=chunk)
+            if bool((log_norm == torch.inf).any()):
+                raise FloatingPointError(
+                    f"LISA backward: log-normaliser overflow in {scores.dtype} (scores too "
+                    "large); rescale query/codewords or use float64"
+                )
             if not torch.isfinite(grad_counts).all():
                 raise FloatingPointError(
                     "LISA backward: the gradient with respect to the codes overflowed; a "
                     "query row whose own key is padded sees only keys too far back for "
                     f"gamma={gamma} in {scores.dtype} (use float64 or shorter padding runs)"
                 )
-        return grad_scores, grad_counts, grad_values, None, None, None
+        return grad_scores, grad_counts, grad_values, None, None, None, None
 
 
 def _histogram_scan(
@@ -298,16 +362,21 @@ def _histogram_scan(
     chunk_size: int,
     dtype: torch.dtype,
     grad: bool,
+    score_names: str,
 ) -> Tensor:
-    """The shared scan. ``shape`` = (batch, B, L, W). Returns (batch, L, dv). ``grad``:
-    some input needs a gradient; then scores and counts are formed for the whole
-    sequence, (batch, B, L, W) each, and go through :class:`_HistogramAttention`."""
+    """The shared scan, in ``dtype`` (the compute dtype). ``shape`` = (batch, B, L, W).
+    Returns (batch, L, dv) in ``dtype``. ``grad``: some input needs a gradient; then scores
+    and counts are formed for the whole sequence, (batch, B, L, W) each, and go through
+    :class:`_HistogramAttention`. ``score_names``: the arguments the scores are formed
+    from, named by the overflow error."""
     length = shape[2]
     chunk = effective_chunk_size(chunk_size, gamma, dtype)
     if grad:
+        full_scores, full_counts = scores(0, length), counts(0, length)
         return _HistogramAttention.apply(
-            scores(0, length), counts(0, length), value_codewords, gamma, causal, chunk
+            full_scores, full_counts, value_codewords, gamma, causal, chunk, score_names
         )
+    finite = torch.ones((), dtype=torch.bool, device=value_codewords.device)
     outputs = []
     for start, stop, log_hist in _log_histograms(
         counts,
@@ -318,8 +387,13 @@ def _histogram_scan(
         dtype=dtype,
         device=value_codewords.device,
     ):
-        weights = _weights(scores(start, stop) + log_hist)  # (batch, B, C, W)
+        s = scores(start, stop)  # (batch, B, C, W)
+        empty = _empty_rows(log_hist)
+        finite &= _rows_finite(s, empty)  # one synchronisation, after the loop
+        weights = _weights(s + log_hist, empty)
         outputs.append(torch.einsum("nbcw,bwe->nce", weights, value_codewords))
+    if not bool(finite):
+        raise _scores_overflow(score_names, dtype)
     return torch.cat(outputs, dim=1)
 
 
@@ -350,7 +424,13 @@ def lisa_attention(
         chunk_size: positions per scan step; a speed knob, the result does not depend on it.
 
     Returns:
-        (batch, L, dv), in the dtype of ``query``, summed over the B codebooks.
+        (batch, L, dv), in the dtype of ``query``, summed over the B codebooks; float16 and
+        bfloat16 inputs are computed in float32 and the result rounded back (see the module
+        docstring for the tolerance). Rows with an empty histogram are exactly 0.
+
+    Raises:
+        FloatingPointError: the scores scale * <query, key_codewords> overflow although the
+            inputs are finite, or the output overflows its dtype (never a silent 0).
     """
     batch, books, length, dim = check_query("query", query)
     words = check_codewords(key_codewords, value_codewords, books, dim, query)
@@ -358,21 +438,27 @@ def lisa_attention(
     check_padding_mask(key_padding_mask, batch, length, query.device)
     gamma = check_gamma(gamma)
     scale = check_options(causal, scale, chunk_size, dim)
+    grad = _needs_grad(query, key_codes, key_codewords, value_codewords)
+    work = compute_dtype(query.dtype)
+    q, kc, vc = (t.to(work) for t in (query, key_codewords, value_codewords))
+    codes = key_codes.to(work) if key_codes.is_floating_point() else key_codes
 
     def scores(start: int, stop: int) -> Tensor:
-        return torch.einsum("nbcd,bwd->nbcw", query[:, :, start:stop], key_codewords) * scale
+        return torch.einsum("nbcd,bwd->nbcw", q[:, :, start:stop], kc) * scale
 
-    return _histogram_scan(
+    out = _histogram_scan(
         scores,
-        _counts_fn(key_codes, words, key_padding_mask, query.dtype),
-        value_codewords,
+        _counts_fn(codes, words, key_padding_mask, work),
+        vc,
         shape=(batch, books, length, words),
         gamma=gamma,
         causal=causal,
         chunk_size=chunk_size,
-        dtype=query.dtype,
-        grad=_needs_grad(query, key_codes, key_codewords, value_codewords),
+        dtype=work,
+        grad=grad,
+        score_names="query, key_codewords",
     )
+    return _check_output(out, query.dtype, work)
 
 
 def lisa_attention_cached(
@@ -405,7 +491,9 @@ def lisa_attention_cached(
             values are those of the hard codes, the gradient that of the one-hots
             ``onehot + p - p.detach()`` (LISA-Base training). Query scores stay a gather
             of the table (see ``lisa_straight_through``). Ignored without autograd.
-        Other arguments and the result: as in :func:`lisa_attention`.
+        Other arguments, the result and the errors: as in :func:`lisa_attention` (scores
+        from an overflowing table Qc Kc^T raise FloatingPointError naming query_codewords
+        and key_codewords).
     """
     if not isinstance(query_codewords, Tensor):
         raise TypeError(f"query_codewords must be a torch.Tensor, got {type(query_codewords)}")
@@ -438,6 +526,18 @@ def lisa_attention_cached(
     gamma = check_gamma(gamma)
     scale = check_options(causal, scale, chunk_size, dim)
 
+    work = compute_dtype(query_codewords.dtype)
+    dtype = query_codewords.dtype
+    if work != dtype:  # half precision: accumulate in float32
+        query_codewords, key_codewords, value_codewords = (
+            t.to(work) for t in (query_codewords, key_codewords, value_codewords)
+        )
+        query_codes, key_codes = (
+            c.to(work) if c.is_floating_point() else c for c in (query_codes, key_codes)
+        )
+        query_code_probs, key_code_probs = (
+            None if p is None else p.to(work) for p in (query_code_probs, key_code_probs)
+        )
     table = torch.einsum("bud,bwd->buw", query_codewords, key_codewords) * scale  # (B, W, W)
     grad = _needs_grad(
         query_codes,
@@ -457,14 +557,38 @@ def lisa_attention_cached(
             probs = query_code_probs[:, :, start:stop]
         return straight_through_rows(table, codes, probs)  # gather: (batch, B, C, W)
 
-    return _histogram_scan(
+    out = _histogram_scan(
         scores,
-        _counts_fn(key_codes, words, key_padding_mask, query_codewords.dtype, key_code_probs),
+        _counts_fn(key_codes, words, key_padding_mask, work, key_code_probs),
         value_codewords,
         shape=(batch, books, length, words),
         gamma=gamma,
         causal=causal,
         chunk_size=chunk_size,
-        dtype=query_codewords.dtype,
+        dtype=work,
         grad=grad,
+        score_names="query_codewords, key_codewords",
     )
+    return _check_output(out, dtype, work)
+
+
+def operator_cost(
+    length: int, books: int, words: int, dim: int, *, backward: bool, itemsize: int = 4
+) -> Cost:
+    """The LISA operator on a (1, B, L, d) query with hard key codes: scores 2 L B W d,
+    merging the codeword values 2 L B W d; traffic: the query read, the codes read, the
+    (L, d) output written (backward: the output gradient read and the query gradient
+    written); working memory the output and its per-codebook partial sum plus a chunk's
+    (B, C, W) score and state tensors (backward keeps the chunk activations and a query
+    gradient)."""
+    n = length
+    chunk = min(512, n)
+    flops = (3 if backward else 1) * 4.0 * n * books * words * dim
+    traffic = itemsize * n * (books * dim + dim) + 8 * n * books
+    if backward:
+        traffic += itemsize * n * (dim + books * dim)
+    forward = 2 * n * dim + 12 * books * chunk * words
+    working = (
+        forward if not backward else (3 * forward + 3 * books * n * dim + 4 * books * n * words)
+    )
+    return Cost(flops, float(traffic), int(itemsize * working))

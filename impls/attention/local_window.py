@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from impls.attention._banded import banded_attention
 from impls.attention._validation import check_attention_inputs, compute_dtype, expand_keep
+from impls.costs import SLACK_BYTES, Cost, CostQuery, compulsory_traffic
 
 __all__ = ["LocalWindowAttention", "local_window_attention"]
 
@@ -80,3 +81,15 @@ class LocalWindowAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return f"window={self.window}"
+
+
+def analytic_cost(query: CostQuery) -> Cost:
+    """Each query sees w keys (causal) or 2w - 1 (bidirectional): 4 L w d FLOPs; working
+    memory (L, d) buffers plus the (L, w) band of scores."""
+    n, d = query.length, query.dim
+    w = query.hp.get("window", 64)
+    seen = min(w if query.causal else 2 * w - 1, n)
+    grad = 3 if query.backward else 1
+    working = query.itemsize * query.rows * grad * (8 * d + 6 * w) * n
+    flops = query.rows * query.passes * 4.0 * n * seen * d
+    return Cost(flops, compulsory_traffic(query), int(working + SLACK_BYTES))

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from impls.attention._banded import banded_attention
 from impls.attention._validation import check_attention_inputs, compute_dtype, expand_keep
+from impls.costs import SLACK_BYTES, Cost, CostQuery, compulsory_traffic
 
 __all__ = ["LSHAttention", "lsh_buckets", "number_of_buckets", "sorted_order"]
 
@@ -191,3 +192,22 @@ def lsh_visibility_counts(
             ok &= i[None, :] <= i[:, None]
         counts += ok.to(q.dtype)
     return counts
+
+
+def analytic_cost(query: CostQuery) -> Cost:
+    """Per hash round, hashing q and k onto n_buckets / 2 random directions costs
+    2 L d n_buckets FLOPs and holds (L, n_buckets) projections: with n_buckets ~ L / b this
+    part is quadratic in L (constant d / b), as in Reformer. Attention within the sliding
+    window of the sorted sequence costs 4 L (2 b) d; working memory per round (L, d)
+    buffers, the (L, 2b) band and the projections."""
+    n, d = query.length, query.dim
+    rounds = query.hp.get("n_hashes", 2)
+    bucket = query.hp.get("bucket_size", 32)
+    buckets = number_of_buckets(n, bucket)
+    per_row = rounds * (2.0 * n * d * buckets + 4.0 * n * min(2 * bucket, n) * d)
+    grad = 3 if query.backward else 1
+    band = grad * rounds * (20 * d + 8 * bucket) * n
+    hashing = rounds * 3 * n * buckets  # q and k: projections, their negation, the argmax
+    working = query.itemsize * query.rows * (band + hashing)
+    flops = query.rows * query.passes * per_row
+    return Cost(flops, compulsory_traffic(query), int(working + SLACK_BYTES))

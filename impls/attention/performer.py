@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from impls.attention._validation import check_attention_inputs, compute_dtype
 from impls.attention.linear import kernel_attention
+from impls.costs import SLACK_BYTES, Cost, CostQuery, compulsory_traffic
 
 __all__ = ["PerformerAttention", "orthogonal_random_features"]
 
@@ -137,3 +138,17 @@ def performer_log_kernel(module: PerformerAttention, q: Tensor, k: Tensor) -> Te
     return torch.logsumexp(lq[..., :, None, :] + lk[..., None, :, :], dim=-1) - math.log(
         module.nb_features
     )
+
+
+def analytic_cost(query: CostQuery) -> Cost:
+    """FAVOR+ with m features: the feature maps of q and k cost 4 L d m, the (m, d)
+    state update and read-out 4 L m d, the causal within-chunk products 4 L C m; working
+    memory (L, d) and (L, m) buffers plus one chunk's state."""
+    n, d = query.length, query.dim
+    m = query.hp.get("nb_features", 256)
+    chunk = min(query.hp.get("chunk_size", 64), n)
+    per_row = 8.0 * n * d * m + (4.0 * n * chunk * m if query.causal else 0.0)
+    grad = 3 if query.backward else 1
+    working = query.itemsize * query.rows * grad * ((8 * d + 6 * m) * n + 2 * chunk * m * d)
+    flops = query.rows * query.passes * per_row
+    return Cost(flops, compulsory_traffic(query), int(working + SLACK_BYTES))

@@ -1,4 +1,5 @@
-"""Builders shared by the LISA tests: seeded inputs and the oracle form of each identity."""
+"""Builders shared by the LISA tests: seeded inputs, and the identities of
+``reference.lisa`` applied to them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from hypothesis import strategies as st
 from torch import Tensor
 
-from reference.attention import exact_attention
+from reference.lisa import lisa_via_exact_attention
 
 F64 = torch.float64
 GAMMAS = (1.0, math.exp(-0.1), 0.5, 0.02)
@@ -77,48 +78,29 @@ def gather_codewords(codewords: Tensor, codes: Tensor) -> Tensor:
     return codewords[books, codes]
 
 
-def decay_bias(length: int, gamma: float, causal: bool) -> Tensor:
-    """log(gamma) * |l - j| as an (L, L) additive bias (0 when gamma = 1)."""
-    pos = torch.arange(length, dtype=F64)
-    return math.log(gamma) * (pos[:, None] - pos[None, :]).abs()
-
-
 def oracle_hard(case: LisaCase, gamma: float, causal: bool, masked: bool) -> Tensor:
     """Identities 1-3 and 5: the sum over codebooks of exact attentions over the quantised
-    keys/values, with the decay as an additive bias. Returns (n, L, dv)."""
-    keys = gather_codewords(case.key_codewords, case.hard_codes)
-    values = gather_codewords(case.value_codewords, case.hard_codes)
-    per_book = exact_attention(
+    keys/values, with the decay as an additive bias (``reference.lisa``). (n, L, dv)."""
+    return lisa_via_exact_attention(
         case.query,
-        keys,
-        values,
+        case.hard_codes,
+        case.key_codewords,
+        case.value_codewords,
+        gamma=gamma,
         causal=causal,
         key_padding_mask=case.mask if masked else None,
-        bias=decay_bias(case.query.shape[2], gamma, causal).to(case.query.dtype),
     )
-    return per_book.sum(dim=1)
 
 
 def oracle_soft(case: LisaCase, gamma: float, causal: bool, masked: bool) -> Tensor:
     """Identity 4: exact attention over L * W virtual tokens (key Kc[w], value Vc[w]) with
-    additive bias log p_j(w) + log(gamma) |l - j|; causal and padding as -inf in the bias."""
-    n, books, length, words = case.shape
-    dim = case.key_codewords.shape[2]
-    keys = case.key_codewords[None, :, None].expand(n, books, length, words, dim)
-    values = case.value_codewords[None, :, None].expand(n, books, length, words, -1)
-    bias = (
-        decay_bias(length, gamma, causal)[None, None, :, :, None]
-        + torch.log(case.soft_codes)[:, :, None, :, :]
-    )  # (n, B, Lq, Lk, W)
-    if causal:
-        future = torch.ones(length, length, dtype=torch.bool).triu(1)
-        bias = bias.masked_fill(future[None, None, :, :, None], -math.inf)
-    if masked:
-        bias = bias.masked_fill(case.mask[:, None, None, :, None], -math.inf)
-    per_book = exact_attention(
+    additive bias log p_j(w) + log(gamma) |l - j| (``reference.lisa``). (n, L, dv)."""
+    return lisa_via_exact_attention(
         case.query,
-        keys.reshape(n, books, length * words, dim),
-        values.reshape(n, books, length * words, -1),
-        bias=bias.reshape(n, books, length, length * words),
+        case.soft_codes,
+        case.key_codewords,
+        case.value_codewords,
+        gamma=gamma,
+        causal=causal,
+        key_padding_mask=case.mask if masked else None,
     )
-    return per_book.sum(dim=1)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from lisa_cases import GAMMAS, gather_codewords, lisa_cases, oracle_hard, oracle_soft
 
 from impls.attention.lisa import lisa_attention, lisa_attention_cached
+from reference.lisa import lisa_reference
 
 TOL = 1e-10
 
@@ -320,33 +321,14 @@ def test_long_sequence_with_large_scores_stays_finite_and_matches_float64():
         assert err <= 1e-3 * max(1.0, expected.abs().max().item()), (row, err)
 
 
-def linear_domain_lisa(query, codes, key_codewords, value_codewords, gamma, causal, mask):
-    """The operator written directly from its definition, in the linear domain (float64,
-    small L only): H = decay @ (codes * keep), out = sum_b sum_w H e^s Vc / sum_w H e^s,
-    rows with an empty histogram -> 0. Autograd through it is the true gradient."""
-    length = query.shape[2]
-    pos = torch.arange(length, dtype=torch.float64)
-    dist = pos[:, None] - pos[None, :]  # l - j
-    decay = torch.tensor(gamma, dtype=torch.float64) ** dist.abs()
-    if causal:
-        decay = decay * (dist >= 0)
-    keep = (~mask).to(torch.float64)[:, None, :, None]
-    hist = torch.einsum("lj,nbjw->nblw", decay, codes * keep)
-    scores = torch.einsum("nbld,bwd->nblw", query, key_codewords) / math.sqrt(query.shape[-1])
-    shift = scores.amax(-1, keepdim=True).detach()
-    unnorm = hist * torch.exp(scores - shift)
-    total = unnorm.sum(-1, keepdim=True)
-    weights = unnorm / torch.where(total > 0, total, torch.ones_like(total))
-    return torch.einsum("nblw,bwe->nle", weights, value_codewords)
-
-
 @given(
     case=lisa_cases(), gamma=st.sampled_from(GAMMAS), causal=st.booleans(), chunk=st.integers(1, 30)
 )
 def test_gradients_match_the_linear_domain_definition_at_one_hot_and_soft_codes(
     case, gamma, causal, chunk
 ):
-    """The analytic backward against autograd through the definition: for queries,
+    """The analytic backward against autograd through the definition
+    (``reference.lisa.lisa_reference``, linear in the codes): for queries,
     codes (one-hot ones included, where most histogram entries are exactly zero and the
     gradient toward an absent codeword is still finite and non-zero) and both codebooks."""
     one_hot = torch.nn.functional.one_hot(case.hard_codes, case.shape[3]).to(torch.float64)
@@ -382,7 +364,9 @@ def test_gradients_match_the_linear_domain_definition_at_one_hot_and_soft_codes(
                     )
                 assert_close(out.detach(), plain)  # the gradient path computes the same values
             else:
-                out = linear_domain_lisa(*leaves, gamma, causal, case.mask)
+                out = lisa_reference(
+                    *leaves, gamma=gamma, causal=causal, key_padding_mask=case.mask
+                )
             grads.append(torch.autograd.grad((out * weight).sum(), leaves))
         names = ("query", "codes", "key_codewords", "value_codewords")
         for name, got, want in zip(names, *grads, strict=True):

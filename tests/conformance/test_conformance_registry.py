@@ -1,4 +1,5 @@
-"""The registry itself: entries are complete, sources resolve, the CLI prints the table."""
+"""The registry itself: built-in entries are complete, sources resolve, the CLI prints the
+table and runs the conformance command."""
 
 from __future__ import annotations
 
@@ -7,14 +8,18 @@ import importlib.metadata
 
 import pytest
 import torch
-from conformance_broken import PEEK_AHEAD
 
+from harness.conformance import entry_problems
+from harness.conformance.broken import PEEK_AHEAD
 from impls import registry
 from impls.registry import MethodSpec
 
 
 def test_entries_are_complete():
-    specs = registry.all_methods()
+    """Built-ins only (installed plugins are checked by the conformance command): they meet
+    the suite's requirements and, by this project's policy, state an oracle identity and a
+    correct gradient capability."""
+    specs = list(registry.builtin_methods())
     names = [s.name for s in specs]
     assert len(names) == len(set(names))
     expected = {
@@ -40,6 +45,11 @@ def test_entries_are_complete():
             assert len(s.budget_values) >= 2, s.name
         ok, reason = registry.availability(s)
         assert ok or reason, f"{s.name} is unavailable without a reason"
+        assert entry_problems(s) == [], s.name
+        assert s.supports_backward, s.name  # every built-in is differentiable
+    by_name = {s.name: s for s in specs}
+    assert by_name["lisa_kmeans"].grad_inputs == ("q",)  # k, v only choose the codes
+    assert all(s.grad_inputs == ("q", "k", "v") for n, s in by_name.items() if n != "lisa_kmeans")
 
 
 def test_unavailable_methods_stay_listed_with_a_reason():
@@ -81,25 +91,24 @@ def test_unfitted_lisa_raises_instead_of_guessing():
 
 
 def test_module_attr_reference_resolves():
-    (spec,) = registry.resolve("conformance_broken:PEEK_AHEAD")
-    assert spec.name == PEEK_AHEAD.name and spec.source == "conformance_broken:PEEK_AHEAD"
-    specs = registry.resolve("conformance_broken:all_broken")  # a callable returning several
+    (spec,) = registry.resolve("harness.conformance.broken:PEEK_AHEAD")
+    assert spec.name == PEEK_AHEAD.name and spec.source == "harness.conformance.broken:PEEK_AHEAD"
+    specs = registry.resolve("harness.conformance.broken:all_broken")  # returns several
     assert len(specs) == 3
-    assert registry.get_method("conformance_broken:PEEK_AHEAD").name == "broken_peek_ahead"
+    assert registry.get_method("harness.conformance.broken:PEEK_AHEAD").name == "broken_peek_ahead"
     with pytest.raises(ValueError, match="module:attr|package.module:attr"):
         registry.resolve("no_colon_here")
     with pytest.raises(ValueError, match="cannot import"):
         registry.resolve("surely_not_a_module_xyz:THING")
     with pytest.raises(ValueError, match="no attribute"):
-        registry.resolve("conformance_broken:MISSING")
+        registry.resolve("harness.conformance.broken:MISSING")
 
 
 def test_env_var_adds_methods(monkeypatch):
-    monkeypatch.setenv(registry.ENV_VAR, "conformance_broken:PEEK_AHEAD")
+    monkeypatch.setenv(registry.ENV_VAR, "harness.conformance.broken:PEEK_AHEAD")
     assert "broken_peek_ahead" in [s.name for s in registry.all_methods()]
-    monkeypatch.setenv(
-        registry.ENV_VAR, "conformance_broken:PEEK_AHEAD,conformance_broken:PEEK_AHEAD"
-    )
+    peek = "harness.conformance.broken:PEEK_AHEAD"
+    monkeypatch.setenv(registry.ENV_VAR, f"{peek},{peek}")
     with pytest.raises(ValueError, match="two methods are named"):
         registry.all_methods()
 
@@ -120,7 +129,7 @@ def test_entry_point_group(monkeypatch):
     def fake_entry_points(*, group):
         seen["group"] = group
         return [
-            _FakeEntryPoint("peek", "conformance_broken:PEEK_AHEAD", PEEK_AHEAD),
+            _FakeEntryPoint("peek", "harness.conformance.broken:PEEK_AHEAD", PEEK_AHEAD),
             _FakeEntryPoint("bad", "missing:thing", ImportError("no module named missing")),
         ]
 
@@ -135,7 +144,7 @@ def test_entry_point_group(monkeypatch):
 
 def test_spec_must_be_a_methodspec():
     with pytest.raises(TypeError, match="MethodSpec"):
-        registry.resolve("conformance_workload:MODES")
+        registry.resolve("harness.conformance.workload:MODES")
     assert isinstance(registry.builtin_methods()[0], MethodSpec)
 
 
@@ -144,7 +153,7 @@ def test_methods_command_prints_the_table(capsys):
 
     parser = argparse.ArgumentParser()
     methods.register(parser.add_subparsers())
-    args = parser.parse_args(["methods", "--method", "conformance_broken:PEEK_AHEAD", "-v"])
+    args = parser.parse_args(["methods", "--method", "harness.conformance.broken:PEEK_AHEAD", "-v"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
     for name in (
@@ -166,3 +175,59 @@ def test_methods_command_is_wired_into_the_cli():
     from harness import cli
 
     assert "harness.commands.methods" in cli.COMMAND_MODULES
+    assert "harness.commands.conformance" in cli.COMMAND_MODULES
+
+
+def test_conformance_command_names_a_missing_field_and_refuses_unknown_names(capsys, monkeypatch):
+    import dataclasses
+
+    from harness.commands import conformance
+    from harness.conformance import runner
+
+    parser = argparse.ArgumentParser()
+    conformance.register(parser.add_subparsers())
+    args = parser.parse_args(["conformance", "--method", "no_such_method_xyz"])
+    assert args.func(args) == 2
+    assert "unknown method 'no_such_method_xyz'" in capsys.readouterr().err
+
+    incomplete = dataclasses.replace(PEEK_AHEAD, oracle_reference=registry._ref_exact)
+    ran = {}
+
+    def fake_resolve(methods, plugins):
+        return [incomplete]
+
+    def fake_run(specs, **kwargs):
+        ran["specs"] = specs
+        return 1
+
+    monkeypatch.setattr(runner, "resolve_methods", fake_resolve)
+    monkeypatch.setattr(runner, "run", fake_run)
+    args = parser.parse_args(["conformance", "--method", "mod:INCOMPLETE"])
+    assert args.func(args) == 1
+    err = capsys.readouterr().err
+    assert "method 'broken_peek_ahead'" in err and "oracle_identity: required" in err
+    assert ran["specs"] == [incomplete]  # the suite still runs (its entry test fails too)
+
+
+def test_public_validate_qkv_satisfies_the_bad_input_checks():
+    """What plugin authors import (no private module): a method validating with
+    ``harness.conformance.validate_qkv`` passes the suite's 13 bad-input cases, and
+    importing it does not import pytest."""
+    import subprocess
+    import sys
+
+    from harness.conformance import validate_qkv
+    from harness.conformance.checks import check_bad_inputs
+    from harness.conformance.workload import padding_mask, qkv
+    from reference.attention import exact_attention
+
+    def attn(q, k, v, *, causal=False, key_padding_mask=None):
+        validate_qkv(q, k, v, causal=causal, key_padding_mask=key_padding_mask, method="mine")
+        return exact_attention(q, k, v, causal=causal, key_padding_mask=key_padding_mask)
+
+    q, k, v = qkv(2, 2, 9, 4, 3, seed=0)
+    for causal in (True, False):
+        check_bad_inputs(attn, q, k, v, padding_mask(2, 9), causal=causal)
+    code = "import sys, harness.conformance as c; c.validate_qkv; print('pytest' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr

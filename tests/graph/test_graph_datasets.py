@@ -3,11 +3,11 @@ download data)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
+from checksum_records import write_record
 
 from harness.datasets import load_movielens_100k_kg, make_synthetic_graph
 
@@ -108,6 +108,7 @@ def tiny_ml(tmp_path):
             "m.c\tfilm.film.actor\tm.p1",
         ],
     )
+    write_record(tmp_path, "ml-100k")
     return tmp_path
 
 
@@ -145,19 +146,23 @@ def test_movielens_loader_errors(tmp_path, tiny_ml):
     (tiny_ml / "ml-100k.inter").write_text(
         "user_id:token\titem_id:token\n1\t99\n", encoding="utf-8"
     )
+    write_record(tiny_ml, "ml-100k")
     with pytest.raises(ValueError, match="missing from the user/item files"):
         load_movielens_100k_kg(tiny_ml)
     (tiny_ml / "ml-100k.inter").write_text("user:token\titem_id:token\n1\t10\n", encoding="utf-8")
+    write_record(tiny_ml, "ml-100k")
     with pytest.raises(ValueError, match="no column 'user_id'"):
         load_movielens_100k_kg(tiny_ml)
 
 
 def test_movielens_real_files_when_present():
-    root = Path(os.environ.get("LISA_BENCH_ML100K_DIR", "/nonexistent"))
+    from harness.tasks.data import data_dir
+
+    root = data_dir() / "ml-100k"  # where `python -m harness fetch-data ml-100k` writes
     if not (root / "ml-100k.inter").is_file():
         pytest.skip(
-            "real MovieLens-100K files absent "
-            "(set LISA_BENCH_ML100K_DIR to recbole's ml-100k folder)"
+            f"real MovieLens-100K files absent from {root} (run `python -m harness fetch-data "
+            f"ml-100k`; LISA_BENCH_DATA moves the cache)"
         )
     task = load_movielens_100k_kg(root)
     assert task.graph.num_nodes["user"] == 943 and task.graph.num_nodes["movie"] == 1682

@@ -3,11 +3,9 @@ files are fetched at set-up and never read by tests unless present)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
+from checksum_records import write_record
 
 from harness.datasets.movielens_1m import load_movielens_1m
 
@@ -35,6 +33,7 @@ USER = """user_id:token\tage:float\tgender:token\toccupation:float\tzip_code:tok
 def tiny_ml1m(tmp_path):
     for suffix, text in (("inter", INTER), ("item", ITEM), ("user", USER)):
         (tmp_path / f"ml-1m.{suffix}").write_text(text)
+    write_record(tmp_path, "ml-1m")
     return tmp_path
 
 
@@ -77,16 +76,19 @@ def test_loader_errors(tiny_ml1m, tmp_path):
     with pytest.raises(FileNotFoundError):
         load_movielens_1m(tmp_path / "missing")
     (tiny_ml1m / "ml-1m.inter").write_text(INTER + "1m_9\tHeat (1995)\t1\t1\n")
+    write_record(tiny_ml1m, "ml-1m")
     with pytest.raises(ValueError, match="missing from the user/item files"):
         load_movielens_1m(tiny_ml1m)
 
 
 def test_real_files_when_present():
-    root = Path(os.environ.get("LISA_BENCH_ML1M_DIR", "/nonexistent"))
+    from harness.tasks.data import data_dir
+
+    root = data_dir() / "ml-1m"  # where `python -m harness fetch-data ml-1m` writes
     if not (root / "ml-1m.inter").is_file():
         pytest.skip(
-            "real MovieLens-1M files absent (set LISA_BENCH_ML1M_DIR to the folder "
-            "holding ml-1m.{inter,item,user})"
+            f"real MovieLens-1M files absent from {root} (run `python -m harness fetch-data "
+            f"ml-1m`; LISA_BENCH_DATA moves the cache)"
         )
     task = load_movielens_1m(root, holdout_fraction=0.0)
     assert task.graph.num_nodes["user"] == 6040 and task.graph.num_nodes["genre"] == 18

@@ -186,3 +186,60 @@ def test_interleaved_comparison_reports_reductions_against_the_baseline(small_ta
     assert 0 < rows[1]["edge_reduction"] < 1
     assert rows[1]["edges_in_computation"] < rows[1]["exhaustive_edges"]
     assert rows[1]["activation_reduction"] > 0
+
+
+def test_non_finite_link_scores_lose_in_roc_auc():
+    nan, inf = float("nan"), float("inf")
+    neg = torch.tensor([0.0, 1.0])
+    assert roc_auc(torch.full((3,), nan), neg) == 0.0  # sorting NaN last used to give 1
+    assert roc_auc(torch.tensor([inf, nan]), neg) == 0.0
+    assert roc_auc(torch.tensor([2.0, 3.0]), torch.tensor([nan, -inf])) == 0.0
+    # a pair counts only when both scores are finite: 2 of the 4 pairs here
+    assert roc_auc(torch.tensor([2.0, nan]), torch.tensor([1.0, nan])) == 0.25
+
+
+def test_a_nan_model_scores_zero_in_evaluation(small_task):
+    from harness.graph_model import HEPModel
+    from harness.graph_training import evaluate
+
+    cfg = TrainConfig(dim=16)
+    model = HEPModel(small_task.graph, 16, small_task.num_classes, 0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    micro, macro = evaluate(model, small_task, cfg, "test")
+    assert micro == 0.0 and macro == 0.0
+    link = HEPModel(small_task.graph, 16, 0, 0)
+    with torch.no_grad():
+        for p in link.parameters():
+            p.fill_(float("nan"))
+    auc, _ = evaluate(link, small_task, TrainConfig(task="link", dim=16), "test")
+    assert auc == 0.0
+
+
+def test_a_non_finite_loss_stops_training_with_a_diverged_status(small_task):
+    """lr = inf: the first Adam step makes the parameters non-finite, so the loss of the
+    second batch is NaN; training stops there and the record scores nothing."""
+    cfg = TrainConfig(epochs=3, batch_size=256, dim=16, lr=float("inf"))
+    _, records = train_graph_model(small_task, cfg)
+    assert len(records) == 1
+    (r,) = records
+    assert r.status == "diverged: non-finite loss at epoch 1 step 2"
+    assert r.loss is None and r.val_metric == r.test_metric == r.test_macro_f1 == 0.0
+    assert 0 < r.edges_in_computation
+    healthy = TrainConfig(epochs=1, batch_size=512, dim=16)
+    assert [r.status for r in train_graph_model(small_task, healthy)[1]] == ["ok"]
+
+
+def test_graph_command_exits_non_zero_on_divergence(capsys):
+    code = main(
+        ["graph", "--edges", "2000", "--epochs", "3", "--batch-size", "128", "--dim", "8",
+         "--lr", "inf", "--no-progress"]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "diverged: non-finite loss at epoch" in captured.err
+    records = [json.loads(line) for line in captured.out.strip().splitlines()]
+    assert records[-1]["status"] == captured.err.split("error: ")[1].split(";")[0]
+    assert records[-1]["loss"] is None and records[-1]["test_metric"] == 0.0
+    assert all(r["status"] == "ok" for r in records[:-1]) and len(records) < 3

@@ -375,11 +375,15 @@ def test_cuda_case_times_with_events_and_reads_max_memory_allocated(fake_cuda):
 
 def test_cuda_bench_runs_through_pytest_benchmark(fake_cuda):
     from harness.bench_pytest import BenchPlugin, run_plan
+    from harness.runner.isolation import InlineRunner
 
     plan = workload.make_plan(
         [64], methods=["sdpa", "xformers_mea"], modes=["causal"], passes=["forward"], device="cuda"
     )
-    plugin = BenchPlugin(plan, repeats=3, budget_s=1.0, progress=False)
+    # in this process, where torch.cuda is mocked; validation needs real CUDA tensors
+    plugin = BenchPlugin(
+        plan, repeats=3, budget_s=1.0, progress=False, runner=InlineRunner(), validate=False
+    )
     code, rows = run_plan(plugin)
     assert code == 0 and not plugin.problems
     assert [r["method"] for r in rows] == ["sdpa", "xformers_mea"]

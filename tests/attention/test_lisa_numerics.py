@@ -1,0 +1,175 @@
+"""LISA at the edges of floating point: overflowing scores raise instead of returning the
+zeros of an empty histogram, empty histograms still give exact zeros, and half-precision
+inputs are accumulated in float32 and match the float64 oracle to the dtype's epsilon."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from lisa_cases import LisaCase, make_case, oracle_hard, oracle_soft
+
+from impls.attention.lisa import lisa_attention, lisa_attention_cached
+
+HALF = (torch.float16, torch.bfloat16)
+
+
+def _case(dtype=torch.float32, **kw) -> LisaCase:
+    args = dict(seed=7, n=2, books=2, length=9, dim=4, words=3, dtype=dtype)
+    return make_case(**{**args, **kw})
+
+
+def _huge(case: LisaCase, factor: float = 1e20) -> LisaCase:
+    """Finite float32 inputs whose scores q . Kc (~1e40) overflow float32."""
+    return LisaCase(
+        query=case.query * factor,
+        hard_codes=case.hard_codes,
+        soft_codes=case.soft_codes,
+        key_codewords=case.key_codewords * factor,
+        value_codewords=case.value_codewords,
+        query_codewords=case.query_codewords * factor,
+        query_codes=case.query_codes,
+        mask=case.mask,
+    )
+
+
+def _vector(case, *, grad=False, **kw):
+    query = case.query.clone().requires_grad_(grad)
+    return lisa_attention(query, case.hard_codes, case.key_codewords, case.value_codewords, **kw)
+
+
+def _cached(case, **kw):
+    return lisa_attention_cached(
+        case.query_codes,
+        case.query_codewords,
+        case.hard_codes,
+        case.key_codewords,
+        case.value_codewords,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("grad", [False, True])
+def test_overflowing_scores_raise_instead_of_returning_zeros(causal, grad):
+    case = _huge(_case())
+    assert torch.isfinite(case.query).all() and torch.isfinite(case.key_codewords).all()
+    scores = torch.einsum("nbld,bwd->nblw", case.query, case.key_codewords)
+    assert not torch.isfinite(scores).all()  # the premise: q . Kc overflows float32
+    with pytest.raises(FloatingPointError, match="query, key_codewords"):
+        _vector(case, grad=grad, causal=causal, gamma=0.9, chunk_size=4)
+    with pytest.raises(FloatingPointError, match="query_codewords, key_codewords"):
+        _cached(case, causal=causal, gamma=0.9, chunk_size=4)
+
+
+def test_the_same_large_inputs_are_exact_where_the_scores_are_representable():
+    """Scores ~1e40 are finite in float64: the result there is the oracle's, not zeros."""
+    case = _huge(_case(dtype=torch.float64))
+    out = _vector(case, causal=True, gamma=0.9, chunk_size=4)
+    expected = oracle_hard(case, 0.9, causal=True, masked=False)
+    assert (out.abs().sum(-1) > 0).all()
+    assert (out - expected).abs().max() <= 1e-10 * max(1.0, float(expected.abs().max()))
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_empty_histograms_give_exact_zeros_even_with_huge_scores(causal):
+    """All keys padded: every histogram is empty, the scores are never used, out = 0."""
+    case = _huge(_case())
+    everything = torch.ones(2, 9, dtype=torch.bool)
+    out = _vector(case, grad=True, causal=causal, key_padding_mask=everything, chunk_size=4)
+    assert out.dtype == torch.float32 and (out == 0).all()
+    out.sum().backward()
+    cached = _cached(case, causal=causal, key_padding_mask=everything, chunk_size=4)
+    assert (cached == 0).all()
+
+
+def test_padded_prefix_gives_zeros_and_the_rest_still_raises_on_overflow():
+    """Rows 0-3 see only padded keys (exact zeros); rows from 4 on see keys, so their
+    overflowing scores are an error, not an empty histogram."""
+    mask = torch.zeros(2, 9, dtype=torch.bool)
+    mask[:, :4] = True
+    ok = _vector(_case(), causal=True, key_padding_mask=mask, gamma=0.5, chunk_size=2)
+    assert (ok[:, :4] == 0).all() and (ok[:, 4:].abs().sum(-1) > 0).all()
+    with pytest.raises(FloatingPointError, match="not finite"):
+        _vector(_huge(_case()), causal=True, key_padding_mask=mask, gamma=0.5, chunk_size=2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, *HALF])
+def test_an_output_beyond_the_dtype_range_raises(dtype):
+    """The output sums B = 2 codebooks of values near the dtype's maximum."""
+    case = _case(dtype=dtype)
+    big = torch.finfo(dtype).max * 0.75
+    values = torch.full_like(case.value_codewords, big)
+    with pytest.raises(FloatingPointError, match="value_codewords"):
+        lisa_attention(case.query, case.hard_codes, case.key_codewords, values)
+
+
+def _dyadic_soft_codes(case: LisaCase, seed: int) -> LisaCase:
+    """Soft codes that are multiples of 1/16 summing to exactly 1 (W <= 5), so they are the
+    same probabilities in every dtype."""
+    *lead, words = case.soft_codes.shape
+    g = torch.Generator().manual_seed(seed)
+    counts = torch.randint(1, 4, (*lead, words), generator=g).to(torch.float64)
+    counts[..., -1] = 16 - counts[..., :-1].sum(-1)
+    return LisaCase(**{**case.__dict__, "soft_codes": counts / 16})
+
+
+def _to(case: LisaCase, dtype: torch.dtype) -> LisaCase:
+    floats = {
+        name: getattr(case, name).to(dtype)
+        for name in ("query", "soft_codes", "key_codewords", "value_codewords", "query_codewords")
+    }
+    return LisaCase(
+        **floats,
+        hard_codes=case.hard_codes,
+        query_codes=case.query_codes,
+        mask=case.mask,
+    )
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("gamma", [1.0, math.exp(-0.1)])
+def test_half_precision_matches_the_float64_oracle_to_the_dtype_epsilon(dtype, causal, soft, gamma):
+    """Identities 2-5 with half inputs: the float64 oracle on the same (half-valued)
+    inputs, within eps(dtype) * max(1, max |oracle|) (the documented tolerance); the result
+    is in the input dtype and equals the float32 computation rounded once."""
+    half = _to(_dyadic_soft_codes(_case(dtype=torch.float64, length=24, words=5), 3), dtype)
+    exact = _to(half, torch.float64)  # the very same values, in float64
+    codes = half.soft_codes if soft else half.hard_codes
+    kw = dict(gamma=gamma, causal=causal, key_padding_mask=half.mask, chunk_size=5)
+    out = lisa_attention(half.query, codes, half.key_codewords, half.value_codewords, **kw)
+    assert out.dtype == dtype
+    oracle = (oracle_soft if soft else oracle_hard)(exact, gamma, causal, masked=True)
+    err = (out.double() - oracle).abs().max().item()
+    assert err <= torch.finfo(dtype).eps * max(1.0, oracle.abs().max().item()), err
+
+    single = _to(half, torch.float32)
+    codes32 = single.soft_codes if soft else single.hard_codes
+    ref = lisa_attention(single.query, codes32, single.key_codewords, single.value_codewords, **kw)
+    assert torch.equal(out, ref.to(dtype))  # accumulated in float32, rounded once
+
+    cached = _cached(half, **kw)
+    assert cached.dtype == dtype
+    assert torch.equal(cached, _cached(single, **kw).to(dtype))
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_half_precision_gradients_come_back_in_the_input_dtype(dtype):
+    half = _to(_dyadic_soft_codes(_case(dtype=torch.float64, seed=4), 4), dtype)
+    single = _to(half, torch.float32)
+    grads = []
+    for case in (half, single):
+        leaves = [
+            t.clone().requires_grad_(True)
+            for t in (case.query, case.soft_codes, case.key_codewords, case.value_codewords)
+        ]
+        out = lisa_attention(*leaves, gamma=0.8, key_padding_mask=case.mask, chunk_size=3)
+        out.double().square().sum().backward()
+        grads.append([t.grad for t in leaves])
+    for got, want in zip(*grads, strict=True):
+        assert got.dtype == dtype and torch.isfinite(got).all()
+        tol = torch.finfo(dtype).eps * max(1.0, want.abs().max().item())
+        assert (got.double() - want.double()).abs().max().item() <= tol

@@ -1,0 +1,5 @@
+"""A plugin module whose import kills the interpreter."""
+
+import os
+
+os.abort()
