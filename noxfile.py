@@ -541,7 +541,7 @@ def regress(session: nox.Session) -> None:
     """Performance regression gate: ``nox -s regress -- BASE HEAD [options]``.
 
     Times both commits interleaved on this machine; fails only on a change that is both
-    significant and larger than the benchmark's noise floor (see harness/regress_stats.py).
+    significant and larger than the benchmark's noise floor (see harness/regress/verdict.py).
     """
     if len(session.posargs) < 2:
         session.error("usage: nox -s regress -- BASE HEAD [--cases ...] [--rounds N]")

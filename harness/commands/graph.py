@@ -89,12 +89,12 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from harness.datasets import load_movielens_1m, load_movielens_100k_kg, make_synthetic_graph
-    from harness.graph_training import TrainConfig, num_batches, train_graph_model
+    from harness.graph.hep_training import TrainConfig, num_batches, train_graph_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.data in ("movielens", "ml-1m"):
-        from harness.tasks.data import data_dir
+        from harness.datasets.cache import data_dir
 
         name = "ml-100k" if args.data == "movielens" else "ml-1m"
         folder = args.data_dir or str(data_dir() / name)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness.runner.cli import add_isolation_arguments, limits_from_args
 
-# The default candidate lengths; equal to harness.attention_scaling.DEFAULT_LENGTHS (not
+# The default candidate lengths; equal to harness.regress.gate_workload.DEFAULT_LENGTHS (not
 # imported here: importing that module resolves the registry).
 DEFAULT_LENGTHS = (1_024, 4_096, 16_384, 65_536)
 
@@ -50,7 +50,7 @@ def register(subparsers) -> None:
 def memray_plan(lengths: list[int], methods: list[str] | None, budget: float) -> list:
     """(worker) [(method, the largest length whose analytic need fits ``budget``, or None)]
     over the gate workload's rows; ValueError naming unknown ``methods``."""
-    from harness.attention_scaling import METHODS
+    from harness.regress.gate_workload import METHODS
 
     unknown = [m for m in methods or () if m not in METHODS]
     if unknown:
@@ -70,7 +70,7 @@ def memray_capture(name: str, length: int, capture: str) -> dict:
     import memray
     import torch
 
-    from harness.attention_scaling import METHODS
+    from harness.regress.gate_workload import METHODS
 
     method = METHODS[name]
     fn = method.build(length, torch.device("cpu"), torch.Generator().manual_seed(0))
@@ -152,7 +152,7 @@ def run(args) -> int:
     # folder on this machine) tells linear from super-linear memory.
     import json
 
-    from harness.bench_report import render_memray
+    from harness.bench.tables import render_memray
 
     try:
         before = json.loads((out_dir / "memray.json").read_text())

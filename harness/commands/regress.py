@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 
 from tqdm import tqdm
 
-from harness.regress_runner import (
+from harness.regress.paired_timing import (
     WORKTREE,
     GateError,
     OptionError,
@@ -49,7 +49,7 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--workload",
-        default="harness.attention_scaling",
+        default="harness.regress.gate_workload",
         help="module defining build_case(case_id) (and GATE_CASES)",
     )
     p.add_argument(

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from harness.results import write_json_atomic
-    from harness.tasks.seqrec_train import TrainConfig, load_task, train_and_evaluate
+    from harness.seqrec.training import TrainConfig, load_task, train_and_evaluate
 
     if args.threads:
         torch.set_num_threads(args.threads)

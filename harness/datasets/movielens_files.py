@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
+from harness.datasets.cache import verify_data_file
 from harness.datasets.graph_task import GraphTask, sample_negative_pairs, split_nodes
-from harness.tasks.data import verify_data_file
 from reference.graph import HeteroGraph, Relation
 
 __all__ = [
@@ -28,16 +28,16 @@ __all__ = [
     "dense_codes",
     "hold_out",
     "rating_task",
-    "read_atomic",
+    "read_atomic_table",
     "read_rating_edges",
     "read_users_and_movies",
 ]
 
 
-def read_atomic(path: Path) -> tuple[list[str], list[list[str]]]:
+def read_atomic_table(path: Path) -> tuple[list[str], list[list[str]]]:
     """Column names (type suffix stripped) and rows of a recbole atomic file, after
     checking its SHA-256 against the record written when it was fetched
-    (:func:`harness.tasks.data.verify_data_file`; DataChecksumError, a ValueError, on a
+    (:func:`harness.datasets.cache.verify_data_file`; DataChecksumError, a ValueError, on a
     mismatch or a missing record)."""
     if not path.is_file():
         raise FileNotFoundError(f"atomic file {path} not found")
@@ -65,7 +65,7 @@ def column(names: list[str], rows: list[list[str]], name: str, path: Path) -> li
 def read_rating_edges(path: Path, uid: dict[str, int], mid: dict[str, int]) -> torch.Tensor:
     """(2, E) int64 (user ids; movie ids) of the ratings in an atomic ``.inter`` file,
     in file order; ValueError naming ids that the user/item files lack."""
-    names, rows = read_atomic(path)
+    names, rows = read_atomic_table(path)
     users, items = column(names, rows, "user_id", path), column(names, rows, "item_id", path)
     unknown = [u for u in users if u not in uid][:3] + [m for m in items if m not in mid][:3]
     if unknown:
@@ -122,8 +122,8 @@ def read_users_and_movies(root: Path, prefix: str) -> RatingFiles:
     """Read ``{root}/{prefix}.{user,item,inter}``; ids must be unique in the user and item
     files, and every rating must name known ones."""
     upath, ipath, rpath = (root / f"{prefix}.{s}" for s in ("user", "item", "inter"))
-    unames, urows = read_atomic(upath)
-    inames, irows = read_atomic(ipath)
+    unames, urows = read_atomic_table(upath)
+    inames, irows = read_atomic_table(ipath)
     users = column(unames, urows, "user_id", upath)
     movies = column(inames, irows, "item_id", ipath)
     uid = {u: i for i, u in enumerate(users)}

@@ -33,7 +33,7 @@ from harness.datasets.movielens_files import (
     dense_codes,
     hold_out,
     rating_task,
-    read_atomic,
+    read_atomic_table,
     read_users_and_movies,
 )
 from reference.graph import HeteroGraph
@@ -84,7 +84,7 @@ def load_movielens_100k_kg(
 
     lpath, kpath = root / f"{prefix}.link", root / f"{prefix}.kg"
     if lpath.is_file() and kpath.is_file():
-        lnames, lrows = read_atomic(lpath)
+        lnames, lrows = read_atomic_table(lpath)
         entity_of_movie = dict(
             zip(
                 column(lnames, lrows, "entity_id", lpath),
@@ -92,7 +92,7 @@ def load_movielens_100k_kg(
                 strict=True,
             )
         )
-        knames, krows = read_atomic(kpath)
+        knames, krows = read_atomic_table(kpath)
         heads = column(knames, krows, "head_id", kpath)
         rels = column(knames, krows, "relation_id", kpath)
         tails = column(knames, krows, "tail_id", kpath)

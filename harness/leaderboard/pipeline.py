@@ -20,7 +20,7 @@
 4. **fitted exponents** of time and memory in L (``harness.scaling.fit_exponent``) and
    the **crossover length** against SDPA (``crossover_length``).
 5. **downstream** HR@10 / NDCG@10 (and @5) of the SASRec-style model with this attention
-   (``harness.tasks``), plus its epoch time and training-step peak memory.
+   (``harness.seqrec``), plus its epoch time and training-step peak memory.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def select_methods(
     LISA layers when None), plus every method the ``submitted`` references define
     (default: ``plugins``). ``discover=False``: only the built-ins and ``plugins`` (no
     entry points or ``LISA_BENCH_METHODS``)."""
-    from harness.tasks.seqrec_model import canonical_method
+    from harness.seqrec.sasrec import canonical_method
     from impls import registry
 
     specs = {s.name: s for s in registry.all_methods(plugins, entry_points=discover, env=discover)}
@@ -305,7 +305,7 @@ def _operator_call(spec, cfg: LeaderboardConfig, causal: bool):
 
 
 def _layer_call(name: str, cfg: LeaderboardConfig):
-    from harness.tasks.seqrec_model import make_attention_layer
+    from harness.seqrec.sasrec import make_attention_layer
 
     def make(length):
         torch.manual_seed(0)
@@ -344,7 +344,7 @@ def _scaling(grid: dict, base: dict, lengths) -> dict:
 def _downstream(name: str, task, cfg: LeaderboardConfig, plugins, progress: bool) -> dict:
     import statistics
 
-    from harness.tasks.seqrec_train import TrainConfig, train_and_evaluate
+    from harness.seqrec.training import TrainConfig, train_and_evaluate
 
     runs = []
     for seed in cfg.seeds:
@@ -453,8 +453,8 @@ def stage_downstream(name: str, cfg: LeaderboardConfig, plugins, progress: bool)
 
 def load_leaderboard_task(cfg: LeaderboardConfig):
     """The downstream task of ``cfg`` (cached per process)."""
-    from harness.tasks.seqrec_train import load_task
-    from harness.tasks.synthetic import SyntheticConfig
+    from harness.seqrec.synthetic_sequences import SyntheticConfig
+    from harness.seqrec.training import load_task
 
     key = (cfg.dataset, cfg.synthetic_users, cfg.synthetic_items)
     if key not in _TASKS:

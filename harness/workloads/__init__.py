@@ -5,11 +5,11 @@ skips and why), ``run_case(case, ...) -> row`` (time, peak memory, analytic byte
 case), ``BASELINE`` (the exact method every other row is compared with, measured in the
 same run) and ``QUICK_LENGTHS`` / ``FULL_LENGTHS``. ``nox -s bench`` (through
 ``python -m harness bench``), asv (``benchmarks/``) and the regression gate
-(``harness.attention_scaling.build_case``) all read these definitions.
+(``harness.regress.gate_workload.build_case``) all read these definitions.
 
 Families: ``attention`` (:mod:`harness.workloads.attention`) and ``graph``
-(:mod:`harness.workloads.graph`: one sampled aggregation step of every sampler x estimator
-and of exhaustive aggregation over synthetic graph sizes; run by ``harness.bench_graph``,
+(:mod:`harness.workloads.graph_sampling`: one sampled aggregation step of every sampler x estimator
+and of exhaustive aggregation over synthetic graph sizes; run by ``harness.bench.graph_family``,
 which keeps its own table and results file since its axis is graph size, not L).
 """
 
@@ -21,7 +21,7 @@ from types import ModuleType
 
 __all__ = ["FAMILIES", "family_module"]
 
-FAMILIES = {"attention": "harness.workloads.attention", "graph": "harness.workloads.graph"}
+FAMILIES = {"attention": "harness.workloads.attention", "graph": "harness.workloads.graph_sampling"}
 
 
 def family_module(name: str) -> tuple[ModuleType | None, str]:

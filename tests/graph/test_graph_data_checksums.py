@@ -14,9 +14,9 @@ import zipfile
 import pytest
 from checksum_records import write_record
 
+from harness.datasets import cache as data_mod
 from harness.datasets import load_movielens_1m, load_movielens_100k_kg
-from harness.tasks import data as data_mod
-from harness.tasks.data import DATASETS, DataChecksumError, fetch
+from harness.datasets.cache import DATASETS, DataChecksumError, fetch
 
 FILES_100K = {
     "inter": "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"

@@ -156,7 +156,7 @@ def test_movielens_loader_errors(tmp_path, tiny_ml):
 
 
 def test_movielens_real_files_when_present():
-    from harness.tasks.data import data_dir
+    from harness.datasets.cache import data_dir
 
     root = data_dir() / "ml-100k"  # where `python -m harness fetch-data ml-100k` writes
     if not (root / "ml-100k.inter").is_file():

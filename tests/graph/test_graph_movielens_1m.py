@@ -82,7 +82,7 @@ def test_loader_errors(tiny_ml1m, tmp_path):
 
 
 def test_real_files_when_present():
-    from harness.tasks.data import data_dir
+    from harness.datasets.cache import data_dir
 
     root = data_dir() / "ml-1m"  # where `python -m harness fetch-data ml-1m` writes
     if not (root / "ml-1m.inter").is_file():

@@ -10,8 +10,8 @@ from graph_strategies import features, skewed_graph
 
 from harness.cli import main
 from harness.datasets import make_synthetic_graph
-from harness.graph_metrics import macro_f1, micro_f1, roc_auc
-from harness.graph_training import TrainConfig, train_graph_model
+from harness.graph.hep_training import TrainConfig, train_graph_model
+from harness.graph.hetero_metrics import macro_f1, micro_f1, roc_auc
 from impls.sampling import SAMPLERS, ImportanceSampling, aggregate_block
 
 
@@ -168,7 +168,7 @@ def test_graph_command_rejects_bad_arguments(capsys, tmp_path):
 
 
 def test_interleaved_comparison_reports_reductions_against_the_baseline(small_task):
-    from harness.graph_benchmark import compare
+    from harness.graph.epoch_comparison import compare
 
     configs = [
         TrainConfig(sampler="exhaustive", estimator="importance", epochs=1, batch_size=512, dim=16),
@@ -199,8 +199,8 @@ def test_non_finite_link_scores_lose_in_roc_auc():
 
 
 def test_a_nan_model_scores_zero_in_evaluation(small_task):
-    from harness.graph_model import HEPModel
-    from harness.graph_training import evaluate
+    from harness.graph.hep_model import HEPModel
+    from harness.graph.hep_training import evaluate
 
     cfg = TrainConfig(dim=16)
     model = HEPModel(small_task.graph, 16, small_task.num_classes, 0)

@@ -13,9 +13,9 @@ import time
 import pytest
 import torch
 
-from harness import bench_report
-from harness.attention_scaling import GATE_CASES, METHODS, build_case, parse_case_id
+from harness.bench import tables as bench_report
 from harness.cli import main
+from harness.regress.gate_workload import GATE_CASES, METHODS, build_case, parse_case_id
 from harness.workloads import attention as workload
 from harness.workloads import family_module
 from impls import registry
@@ -280,7 +280,7 @@ def test_bench_writes_json_plots_and_compares_with_its_previous_run(tmp_path, ca
 def test_missing_matplotlib_gives_a_clear_error(monkeypatch, tmp_path):
     import builtins
 
-    from harness import plots
+    from harness.bench import plots
 
     real_import = builtins.__import__
 
@@ -374,7 +374,7 @@ def test_cuda_case_times_with_events_and_reads_max_memory_allocated(fake_cuda):
 
 
 def test_cuda_bench_runs_through_pytest_benchmark(fake_cuda):
-    from harness.bench_pytest import BenchPlugin, run_plan
+    from harness.bench.pytest_suite import BenchPlugin, run_plan
     from harness.runner.isolation import InlineRunner
 
     plan = workload.make_plan(

@@ -8,7 +8,7 @@ import argparse
 import pytest
 
 from harness import cli
-from harness.tasks.seqrec_model import LISA_LAYERS, make_attention_layer
+from harness.seqrec.sasrec import LISA_LAYERS, make_attention_layer
 from impls import registry
 
 # the options the friction report found without help, per command

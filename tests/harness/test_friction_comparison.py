@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from harness import bench_report
+from harness.bench import tables as bench_report
 from harness.workloads.attention import _stats
 
 

@@ -7,7 +7,7 @@ import json
 
 from benchmarks import graph_sampling
 from harness.cli import main
-from harness.workloads import graph as workload
+from harness.workloads import graph_sampling as workload
 
 
 def test_configs_cover_every_sampler_and_estimator_with_exhaustive_first():

@@ -82,7 +82,7 @@ def test_gate_reports_a_missing_case_or_commit(toy_repo, tmp_path):
 
 def test_workers_rotate_and_threads_reach_every_worker(monkeypatch, toy_repo):
     """Round r is timed on worker r mod k of each side; every worker gets the thread cap."""
-    from harness import regress_runner
+    from harness.regress import paired_timing as regress_runner
 
     made, calls = [], {}
 

@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from harness import regress_runner
 from harness.cli import main
+from harness.regress import paired_timing as regress_runner
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

@@ -13,7 +13,7 @@ from fractions import Fraction
 
 import pytest
 
-from harness.regress_stats import judge, order_statistic_rank
+from harness.regress.verdict import judge, order_statistic_rank
 
 ROUNDS = 21
 ALPHA = 0.01

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness import bench_graph, bench_report
+from harness.bench import graph_family as bench_graph
+from harness.bench import tables as bench_report
 from impls import registry
 
 
@@ -61,7 +62,7 @@ def test_methods_command_prints_the_short_table_and_the_wide_one(capsys):
 
 
 def test_every_method_keeps_one_colour_and_marker():
-    from harness.plots import method_style
+    from harness.bench.plots import method_style
 
     known = ["oracle", "sdpa", "xformers_mea", "lisa W=16", "lisa W=128", "lisa_kmeans",
              "linear", "performer", "local_window", "lsh", "linformer"]  # fmt: skip
@@ -82,7 +83,7 @@ def test_plots_use_fixed_styles_mib_and_name_what_they_leave_out(tmp_path, monke
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
 
-    from harness import plots
+    from harness.bench import plots
 
     figures = []
     monkeypatch.setattr(plt, "close", figures.append)  # keep the figures to inspect them
@@ -119,7 +120,7 @@ def test_plots_use_fixed_styles_mib_and_name_what_they_leave_out(tmp_path, monke
 def test_graph_plots_cover_every_row():
     """One figure per estimator, each with exhaustive aggregation as the reference: every
     sampler x estimator row is drawn (before, 7 of 19)."""
-    from harness.workloads import graph as workload
+    from harness.workloads import graph_sampling as workload
 
     configs = workload.configs()
     rows = [

@@ -81,7 +81,7 @@ def test_exponents_need_four_sizes_spanning_sixteen_times():
 
 
 def test_summary_shows_not_enough_points_instead_of_a_fit():
-    from harness import bench_report
+    from harness.bench import tables as bench_report
 
     def row(method, n, t):
         return {"method": method, "L": n, "mode": "causal", "pass": "forward", "median_s": t,

@@ -10,9 +10,15 @@ import zipfile
 import numpy as np
 import pytest
 
-from harness.tasks import data as data_mod
-from harness.tasks.data import DATASETS, DataChecksumError, dataset_path, fetch, read_atomic
-from harness.tasks.seqrec_data import build_sequences, leave_last_out, sample_negatives
+from harness.datasets import cache as data_mod
+from harness.datasets.cache import (
+    DATASETS,
+    DataChecksumError,
+    dataset_path,
+    fetch,
+    read_interactions,
+)
+from harness.seqrec.sequences import build_sequences, leave_last_out, sample_negatives
 
 HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float"
 
@@ -28,20 +34,20 @@ def test_read_atomic_keeps_file_order_and_types(tmp_path, newline):
     f = write_inter(
         tmp_path / "x.inter", [("u1", "A B", 5, 10), ("u2", "c", 3, 2.5)], newline=newline
     )
-    assert read_atomic(f) == [("u1", "A B", 10.0), ("u2", "c", 2.5)]
+    assert read_interactions(f) == [("u1", "A B", 10.0), ("u2", "c", 2.5)]
 
 
 def test_read_atomic_errors_name_the_file_and_line(tmp_path):
     f = tmp_path / "bad.inter"
     f.write_text(HEADER + "\nu1\ti1\t5\n")
     with pytest.raises(ValueError, match=r"bad.inter:2: expected 4"):
-        read_atomic(f)
+        read_interactions(f)
     f.write_text(HEADER + "\nu1\ti1\t5\tnoon\n")
     with pytest.raises(ValueError, match=r"bad.inter:2: timestamp 'noon'"):
-        read_atomic(f)
+        read_interactions(f)
     f.write_text("user_id:token\titem_id:token\n")
     with pytest.raises(ValueError, match="timestamp"):
-        read_atomic(f)
+        read_interactions(f)
 
 
 def test_stable_sort_on_timestamp_then_file_position():
@@ -155,13 +161,13 @@ def _real(name):
 
 
 def test_movielens_100k_matches_its_published_counts():
-    d = build_sequences(read_atomic(_real("ml-100k")))
+    d = build_sequences(read_interactions(_real("ml-100k")))
     assert (len(d.users), d.num_items, d.num_events) == (943, 1682, 100_000)
 
 
 @pytest.mark.slow
 def test_movielens_1m_matches_its_published_counts():
-    d = build_sequences(read_atomic(_real("ml-1m")))
+    d = build_sequences(read_interactions(_real("ml-1m")))
     assert (len(d.users), d.num_items, d.num_events) == (6040, 3706, 1_000_209)
 
 
@@ -207,7 +213,7 @@ def _seqrec_cache(root, rows):
 
 
 def test_sequence_loader_verifies_the_cached_file(tmp_path):
-    from harness.tasks.seqrec_train import load_task
+    from harness.seqrec.training import load_task
 
     rows = [(f"u{u}", f"i{(u + j) % 9}", 5, j) for u in range(6) for j in range(5)]
     inter = _seqrec_cache(tmp_path, rows)

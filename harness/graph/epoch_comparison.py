@@ -5,7 +5,7 @@ load affects every configuration alike), and reports per configuration the media
 epoch wall time, edges in computation, saved-activation memory, and their reductions
 against the exhaustive configuration measured in the same run.
 
-    python -m harness.graph_benchmark --edges 1000000 --repeats 5 \\
+    python -m harness.graph.epoch_comparison --edges 1000000 --repeats 5 \\
         --config exhaustive:importance --config type-fusion:self-normalized:512
 """
 
@@ -19,7 +19,7 @@ import sys
 import torch
 
 from harness.datasets import load_movielens_100k_kg, make_synthetic_graph
-from harness.graph_training import TrainConfig, train_graph_model
+from harness.graph.hep_training import TrainConfig, train_graph_model
 
 __all__ = ["compare", "main"]
 
@@ -53,7 +53,9 @@ def compare(task, configs: list[TrainConfig], repeats: int) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.graph_benchmark", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="python -m harness.graph.epoch_comparison", description=__doc__
+    )
     p.add_argument("--edges", type=int, default=100_000)
     p.add_argument("--data", choices=("synthetic", "movielens"), default="synthetic")
     p.add_argument("--data-dir", default=None)

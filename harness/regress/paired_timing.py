@@ -12,7 +12,7 @@ uncommitted content.
 Each commit is exported with ``git archive`` into a temporary folder (extracted with
 tarfile's "data" filter where this Python has it, else with an equivalent check that
 rejects absolute paths, ``..`` and links leading outside) and served by
-``workers_per_side`` long-lived worker processes (``regress_worker.py`` with that folder
+``workers_per_side`` long-lived worker processes (``worker_script.py`` with that folder
 first on PYTHONPATH, in a process group of its own, address space capped at
 ``memory_cap`` bytes), each limited to ``threads`` threads. For every case, round after
 round, base and head are timed back to back in a random (seeded) order, so slow drifts of
@@ -21,7 +21,7 @@ processes matters: two single processes running identical code can differ system
 (layout, allocator state; a 0.72x-1.51x A/A ratio was seen on the oracle case with one
 worker per side), and with several per side that effect shows up as spread, which the
 noise floor absorbs, instead of as a consistent shift. The paired samples go to
-:func:`harness.regress_stats.judge`.
+:func:`harness.regress.verdict.judge`.
 
 A case that raises, crashes its worker (abort, ``os._exit``, a signal) or does not answer
 within ``case_timeout`` seconds (the worker's process group is then killed) becomes that
@@ -46,7 +46,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path, PurePosixPath
 
-from harness.regress_stats import judge, order_statistic_rank
+from harness.regress.verdict import judge, order_statistic_rank
 
 __all__ = [
     "WORKTREE",
@@ -63,7 +63,7 @@ __all__ = [
     "resolve_revision",
 ]
 
-WORKER_SCRIPT = Path(__file__).with_name("regress_worker.py")
+WORKER_SCRIPT = Path(__file__).with_name("worker_script.py")
 WORKTREE = "WORKTREE"
 #: a worker may take this long to start (import torch and the workload) at the least
 MIN_STARTUP_TIMEOUT_S = 120.0
@@ -249,7 +249,7 @@ def _describe_exit(code: int) -> str:
 
 
 class Worker:
-    """A worker process timing cases from the code in ``source`` (see regress_worker).
+    """A worker process timing cases from the code in ``source`` (see worker_script).
 
     Every request waits at most ``timeout`` seconds for its reply (starting: at least
     :data:`MIN_STARTUP_TIMEOUT_S`); on a timeout, a crash or an unreadable reply the

@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from harness.datasets.graph_task import GraphTask
-from harness.graph_metrics import macro_f1, micro_f1, roc_auc
-from harness.graph_model import HEPModel
+from harness.graph.hep_model import HEPModel
+from harness.graph.hetero_metrics import macro_f1, micro_f1, roc_auc
 from impls.sampling import ESTIMATORS, SAMPLERS, Adaptive, ExhaustiveSampler, ImportanceSampling
 
 __all__ = ["TrainConfig", "EpochRecord", "train_graph_model", "make_sampler"]

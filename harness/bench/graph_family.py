@@ -1,5 +1,5 @@
 """``python -m harness bench --family graph``: the graph workload (see
-:mod:`harness.workloads.graph`) over graph sizes, with ratios against exhaustive
+:mod:`harness.workloads.graph_sampling`) over graph sizes, with ratios against exhaustive
 aggregation measured in the same run, fitted exponents against graph size, and the
 results JSON (``results/graph-scaling.json``, written atomically)."""
 
@@ -13,10 +13,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from harness import bench_report
+from harness.bench import tables as bench_report
 from harness.results import config_hash, machine_fingerprint, write_json_atomic
 from harness.scaling import exponent_problem, fit_exponent, format_exponent
-from harness.workloads import graph as workload
+from harness.workloads import graph_sampling as workload
 
 SCHEMA = "lisa-bench/graph-bench/1"
 
@@ -165,7 +165,7 @@ def run(args) -> int:
     print(bench_report.render_comparison(changes, previous["created"] if previous else None))
     plots: list[str] = []
     if not args.no_plots:
-        from harness.plots import PlotsUnavailable, left_out, plot_rows
+        from harness.bench.plots import PlotsUnavailable, left_out, plot_rows
 
         try:
             plots = [

@@ -1,7 +1,7 @@
 """Training and evaluation of the SASRec-style model (the authors' protocol).
 
 * Data: ``load_task`` gives the protocol's splits for ``synthetic`` (the seeded default),
-  ``ml-100k`` or ``ml-1m`` (fetched files, see ``harness.tasks.data``) or an atomic file.
+  ``ml-100k`` or ``ml-1m`` (fetched files, see ``harness.datasets.cache``) or an atomic file.
 * Training: each user's training sequence s_1..s_{T-2}; inputs s_1..s_{T-3}, targets
   s_2..s_{T-2}, both windowed to the last ``max_len`` events and left-padded; next-item
   BCE at every position with one negative per position drawn uniformly from 1..n (seeded;
@@ -38,17 +38,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from harness.tasks.data import dataset_path, read_atomic, sha256_file
-from harness.tasks.metrics import MISS, ranking_metrics, ranks
-from harness.tasks.seqrec_data import (
+from harness.datasets.cache import dataset_path, read_interactions, sha256_file
+from harness.seqrec.ranking_metrics import MISS, ranking_metrics, ranks
+from harness.seqrec.sasrec import SASRec, canonical_method, make_attention_layer
+from harness.seqrec.sequences import (
     EvalSplit,
     SeqRecData,
     build_sequences,
     leave_last_out,
     sequences_checksum,
 )
-from harness.tasks.seqrec_model import SASRec, canonical_method, make_attention_layer
-from harness.tasks.synthetic import SyntheticConfig, synthetic_events
+from harness.seqrec.synthetic_sequences import SyntheticConfig, synthetic_events
 
 __all__ = [
     "TrainConfig",
@@ -112,14 +112,14 @@ def load_task(
     """The protocol's splits for ``dataset`` (``synthetic``, ``ml-100k``, ``ml-1m``), or
     for an atomic ``.inter`` file at ``path``. Negatives are drawn with ``seed``."""
     if path is not None:
-        events = read_atomic(path)
+        events = read_interactions(path)
         data = build_sequences(events, name=Path(path).name, checksum=sha256_file(path))
     elif dataset == "synthetic":
         data = build_sequences(synthetic_events(synthetic), name="synthetic")
         data.checksum = sequences_checksum(data)
     elif dataset in ("ml-100k", "ml-1m"):
         file = dataset_path(dataset, root=data_root)
-        data = build_sequences(read_atomic(file), name=dataset, checksum=sha256_file(file))
+        data = build_sequences(read_interactions(file), name=dataset, checksum=sha256_file(file))
     else:
         raise ValueError(f"dataset must be one of {DATASET_CHOICES}, got {dataset!r}")
     train, valid, test = leave_last_out(data, num_negatives=num_negatives, seed=seed)

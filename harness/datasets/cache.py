@@ -48,7 +48,7 @@ __all__ = [
     "data_dir",
     "dataset_path",
     "fetch",
-    "read_atomic",
+    "read_interactions",
     "read_checksum_record",
     "refetch_command",
     "sha256_file",
@@ -360,7 +360,7 @@ def fetch(
     return target
 
 
-def read_atomic(
+def read_interactions(
     path: str | os.PathLike,
     *,
     user_field: str = "user_id",

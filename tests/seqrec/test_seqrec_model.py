@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from harness.cli import main
-from harness.tasks.seqrec_model import RegistryAttentionLayer, SASRec, make_attention_layer
-from harness.tasks.seqrec_train import (
+from harness.seqrec.sasrec import RegistryAttentionLayer, SASRec, make_attention_layer
+from harness.seqrec.synthetic_sequences import SyntheticConfig, planted_successors, synthetic_events
+from harness.seqrec.training import (
     TrainConfig,
     load_task,
     random_ranker_metrics,
     train_and_evaluate,
 )
-from harness.tasks.synthetic import SyntheticConfig, planted_successors, synthetic_events
 from impls import registry
 
 SMALL = SyntheticConfig(num_users=300, num_items=150, min_len=8, max_len=20)

@@ -9,9 +9,9 @@ import math
 import torch
 
 from harness.cli import main
-from harness.tasks.seqrec_model import SASRec, make_attention_layer
-from harness.tasks.seqrec_train import TrainConfig, evaluate, load_task, train_and_evaluate
-from harness.tasks.synthetic import SyntheticConfig
+from harness.seqrec.sasrec import SASRec, make_attention_layer
+from harness.seqrec.synthetic_sequences import SyntheticConfig
+from harness.seqrec.training import TrainConfig, evaluate, load_task, train_and_evaluate
 
 TINY = SyntheticConfig(num_users=120, num_items=60, min_len=6, max_len=12)
 ZERO = {"HR@5": 0.0, "NDCG@5": 0.0, "HR@10": 0.0, "NDCG@10": 0.0}

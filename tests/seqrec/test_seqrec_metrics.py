@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from harness.tasks.metrics import MISS, ranking_metrics, ranks
+from harness.seqrec.ranking_metrics import MISS, ranking_metrics, ranks
 
 
 def test_ranks_count_ties_against_the_target():
