@@ -1,6 +1,6 @@
 """Exhaustive heterogeneous neighbourhood aggregation: the oracle for the samplers.
 
-Notation (see ``shared/papers/hig.md``): batch of targets V_B of one node type; relation
+Notation (see ``docs/hig-sampling.md``): batch of targets V_B of one node type; relation
 r = (src_type, name, dst_type) with dst_type the targets' type; N_r(v) the multiset of
 type-r neighbours of v (duplicate edges counted, see ``reference.graph``); e_u the
 embedding of u (a row of ``x[src_type]``); a_e an optional non-negative edge weight.

@@ -3,7 +3,7 @@ exhaustively) on a heterogeneous graph and print one JSON record per epoch.
 
 Data: seeded synthetic graph by default (``--edges``); MovieLens-100K + KG with
 ``--data movielens --data-dir DIR`` (recbole's atomic files, fetched at set-up; see
-shared/DATA.md). Example:
+docs/data.md). Example:
 
     python -m harness graph --sampler type-fusion --estimator self-normalized --budget 32
 

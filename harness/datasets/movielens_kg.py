@@ -4,7 +4,7 @@ Reads recbole's atomic files (tab-separated, typed header such as
 ``user_id:token<TAB>item_id:token``) from a folder written by
 ``python -m harness fetch-data ml-100k``; nothing is downloaded here, and each file is
 checked against the SHA-256 that fetch-data recorded beside it before it is read.
-Files (see shared/DATA.md): ml-100k.inter, ml-100k.user, ml-100k.item, and optionally
+Files (see docs/data.md): ml-100k.inter, ml-100k.user, ml-100k.item, and optionally
 ml-100k.link + ml-100k.kg (without them the graph has no KG relations).
 The data may not be redistributed: fetch it at set-up, keep it outside git.
 

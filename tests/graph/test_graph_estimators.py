@@ -1,6 +1,6 @@
 """Estimators: unbiasedness (a statistical test with a fixed false-alarm probability),
 consistency of the self-normalised estimator, and one test per defect of the authors'
-code listed in shared/papers/hig.md."""
+code listed in docs/hig-sampling.md."""
 
 from __future__ import annotations
 
