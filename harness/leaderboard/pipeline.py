@@ -495,7 +495,6 @@ def run_leaderboard(
     ``harness.runner.journal.RunJournal``) receives each finished row; rows already in it
     are taken as they are (resume). The document's ``complete`` says whether every chosen
     method got a row."""
-    from harness.runner.attention_tasks import external_sources, probe_source
     from harness.runner.isolation import IsolatedRunner, Limits
 
     cfg.check()
@@ -513,29 +512,21 @@ def run_leaderboard(
             conformance,
             runner,
             journal,
-            external_sources,
-            probe_source,
         )
     finally:
         if own_runner:
             runner.close()
 
 
-def _run_leaderboard(
-    cfg, methods, plugins, progress, say, conformance, runner, journal, external_sources, probe
-) -> dict:
+def _run_leaderboard(cfg, methods, plugins, progress, say, conformance, runner, journal) -> dict:
+    from harness.runner.attention_tasks import load_sources
+
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     plugins = list(plugins)
-    good: list[str] = []
-    failed_sources: dict[str, str] = {}
-    for ref in external_sources(plugins):
-        outcome = runner.call(probe, ref)
-        if outcome.ok:
-            good.append(ref)
-        else:
-            failed_sources[ref] = f"cannot load {ref}: {_first_line(outcome)}"
-            say(f"[{ref}] {failed_sources[ref]}")
+    good, failed_sources = load_sources(runner, plugins)
+    for ref, reason in failed_sources.items():
+        say(f"[{ref}] {reason}")
     submitted_ok = [p for p in plugins if p in good]
     selected = runner.call(stage_select, methods, good, submitted_ok)
     if not selected.ok:

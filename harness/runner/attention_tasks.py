@@ -30,7 +30,7 @@ from harness.runner.validation import check_attention_row
 from harness.workloads import attention as workload
 from impls import registry
 
-__all__ = ["external_sources", "load_plan", "measure_case", "probe_source"]
+__all__ = ["external_sources", "load_plan", "load_sources", "measure_case", "probe_source"]
 
 MIN_ROUNDS = 3
 
@@ -54,6 +54,20 @@ def external_sources(extra: Sequence[str] = ()) -> list[str]:
 def probe_source(ref: str) -> list[str]:
     """(worker) Load one outside reference; the method names it defines."""
     return [s.name for s in registry.resolve(ref)]
+
+
+def load_sources(runner: IsolatedRunner, extra: Sequence[str] = ()) -> tuple[list, dict]:
+    """(parent) Load every outside source (:func:`external_sources`) alone in the worker:
+    ([references that loaded], {reference: "cannot load REF: status: first line"})."""
+    good: list[str] = []
+    failed: dict[str, str] = {}
+    for ref in external_sources(extra):
+        outcome = runner.call(probe_source, ref)
+        if outcome.ok:
+            good.append(ref)
+        else:
+            failed[ref] = f"cannot load {ref}: {outcome.describe().splitlines()[0][:300]}"
+    return good, failed
 
 
 def _plan(lengths, methods, modes, passes, device, sources, lenient) -> workload.Plan:
@@ -103,15 +117,8 @@ def load_plan(
     their status; a name in ``methods`` that only a failed source could have defined is
     not "unknown": its source's failure is the reason. Raises ValueError for a bad
     request (unknown method, mode or pass) or a planning failure."""
-    good: list[str] = []
-    failed: list[dict] = []
-    for ref in external_sources(extra):
-        outcome = runner.call(probe_source, ref)
-        if outcome.ok:
-            good.append(ref)
-        else:
-            reason = outcome.describe().splitlines()[0]
-            failed.append({"method": ref, "reason": f"cannot load {ref}: {reason}"})
+    good, failures = load_sources(runner, extra)
+    failed = [{"method": ref, "reason": reason} for ref, reason in failures.items()]
     wanted = None if methods is None else list(methods)
     outcome = runner.call(
         _plan, list(lengths), wanted, list(modes), list(passes), device, good, bool(failed)
