@@ -5,12 +5,41 @@ Softmax similarity is replaced by a kernel phi(q)^T phi(k) with phi(x) = elu(x) 
     out_i = phi(q_i)^T S_i / (phi(q_i)^T z_i),
     S_i = sum_{j in vis(i)} phi(k_j) v_j^T   (d x dv),   z_i = sum_{j in vis(i)} phi(k_j),
 
-vis(i) = all unpadded keys (bidirectional) or unpadded j <= i (causal). Causal attention
-is computed by CHUNKED prefix sums: per chunk of C positions, the inter-chunk part uses
-the running (S, z) of earlier chunks and the intra-chunk part a masked (C x C) product,
-so no (L, d, dv) tensor is ever built. Time O(L d dv), memory O(L (d + dv) + C^2 + d dv).
-There is no softmax, hence no scale and no max subtraction; phi > 0 keeps z > 0 whenever
-a key is visible, and rows with no visible key return zeros.
+vis(i) = all unpadded keys (bidirectional) or unpadded j <= i (causal). There is no
+softmax, hence no scale and no max subtraction; phi > 0 keeps z > 0 whenever a key is
+visible, and rows with no visible key return zeros.
+
+Form: the chunk-parallel scan (the form of flash-linear-attention, Yang et al. 2024,
+"Gated Linear Attention Transformers with Hardware-Efficient Training"). Positions are
+cut into n_c = ceil(L / C) chunks of C; with Q_c, K_c, V_c the chunk's rows::
+
+    U_c   = K_c^T V_c,  u_c = K_c^T 1      all chunks in one batched GEMM (d x dv each)
+    S_c   = S_{c-1} + U_c                  prefix over chunks: n_c - 1 in-place adds
+    num_c = Q_c S_{c-1} + tril(Q_c K_c^T) V_c      one batched GEMM each, all chunks
+    den_c = Q_c s_{c-1} + tril(Q_c K_c^T) 1,       out_c = num_c / den_c
+
+Why it is the best known CPU form: every O(L d^2) or O(L C d) FLOP lands in a batched
+GEMM over all chunks at once (C x d x dv and C x C x d blocks; no per-position loop, no
+(L, d, dv) prefix tensor); the only loop is the prefix over chunks, one (d, dv) add per
+chunk in place in the GEMM's output. The normaliser is kept out of the GEMMs (a ones
+column would make them dv + 1 wide, which BLAS runs markedly slower than dv = 128). The
+backward is written out (``_ChunkParallel``): 8 batched GEMMs against the forward's 4
+and the reversed prefix, in place. The work is 4 L d dv + 2 L C (d + dv) FLOPs: the
+chunk size trades the intra-chunk products (which grow with C) against GEMM efficiency
+(which falls for small C); C = 64 measured best at d = 128 on one CPU thread.
+Memory O(L d + L C + (L/C) d dv): inputs, features, the (C x C) intra-chunk scores and
+the n_c chunk states (no (L, L) and no (L, d, dv) tensor). Bidirectional attention is
+the closed form phi(Q) (phi(K)^T V) / phi(Q) (phi(K)^T 1) (two GEMMs and two GEMVs).
+
+``kernel_attention`` also serves Performer, whose causal stabiliser weighs key j for
+query i by 2^(k_factor_j - k_factor_i) <= 1 (k_factor non-decreasing, in base-2 log
+units: exp2 is the fast exponential on the CPU). Then each chunk's state is kept
+relative to the chunk's own level lam_c = k_factor at its last position: keys enter it
+with 2^(k_factor_j - lam_c) <= 1, the prefix becomes the rescaled scan
+S_c = 2^(lam_{c-1} - lam_c) S_{c-1} + U_c (one (d, dv) multiply-add per chunk, factor
+<= 1), and query i reads S_{c-1} with 2^(lam_{c-1} - k_factor_i) <= 1: no factor above 1
+anywhere, so no overflow at any L; the intra-chunk weights use the exact per-position
+factors, so no future token changes a past output.
 
 It equals ``reference.exact_attention`` with scale 0 and the additive bias
 log(phi(q_i)^T phi(k_j)). Shapes: q/k (batch, heads, Lq|Lk, d), v (batch, heads, Lk, dv)
@@ -19,14 +48,23 @@ log(phi(q_i)^T phi(k_j)). Shapes: q/k (batch, heads, Lq|Lk, d), v (batch, heads,
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from impls.attention._validation import check_attention_inputs, compute_dtype
 from impls.costs import SLACK_BYTES, Cost, CostQuery, compulsory_traffic
 
-__all__ = ["LinearAttention", "elu_feature_map", "linear_attention", "kernel_attention"]
+__all__ = [
+    "LinearAttention",
+    "elu_feature_map",
+    "kernel_attention",
+    "kernel_attention_reference",
+    "linear_attention",
+]
 
 
 def elu_feature_map(x: Tensor) -> Tensor:
@@ -41,6 +79,142 @@ def _divide(num: Tensor, den: Tensor) -> Tensor:
     return torch.where(ok[..., None], out, torch.zeros_like(out))
 
 
+def _chunked(x: Tensor, chunk: int, n_chunks: int) -> Tensor:
+    """(N, H, L, e) -> (N, H, n_chunks, chunk, e), zero rows appended up to n_chunks*chunk."""
+    tail = n_chunks * chunk - x.shape[2]
+    if tail:
+        x = F.pad(x, (0, 0, 0, tail))
+    return x.reshape(x.shape[0], x.shape[1], n_chunks, chunk, x.shape[-1])
+
+
+def _inclusive_scan_(u: Tensor, shrink: Tensor | None) -> Tensor:
+    """In place along dim 1: u_t <- g_t u_{t-1} + u_t (g_t = shrink[:, t], 1 when None);
+    then the last state of each row, which no chunk reads, is zeroed. u (R, T, a, b)."""
+    for t in range(1, u.shape[1]):
+        if shrink is None:
+            u[:, t].add_(u[:, t - 1])
+        else:
+            u[:, t].addcmul_(u[:, t - 1], shrink[:, t, None, None])
+    u[:, -1].zero_()
+    return u
+
+
+def _inclusive_scan_backward_(grad: Tensor, shrink: Tensor | None) -> Tensor:
+    """In place: the gradient w.r.t. u of ``_inclusive_scan_`` from the gradient of its
+    output, G_t <- G_t + g_{t+1} G_{t+1} from the end (the zeroed last state has none)."""
+    grad[:, -1].zero_()
+    for t in range(grad.shape[1] - 2, -1, -1):
+        if shrink is None:
+            grad[:, t].add_(grad[:, t + 1])
+        else:
+            grad[:, t].addcmul_(grad[:, t + 1], shrink[:, t + 1, None, None])
+    return grad
+
+
+class _ChunkParallel(torch.autograd.Function):
+    """The causal chunk-parallel scan on chunked features, forward and backward by hand.
+
+    fq, fk (R, T, C, m), vc (R, T, C, dv); optional, without gradient: ``weights``
+    (R, T, C, C) multiplying the intra-chunk scores (None: the causal 0/1 triangle),
+    ``decay`` (R, T, C) scaling keys into their chunk state, ``shrink`` (R, T) rescaling
+    the running state from chunk to chunk, ``carry`` (R, T, C) scaling each query's read
+    of the state. Returns out = num / den (R, T, C, dv), zeros where den = 0::
+
+        A_c = (Q_c K_c^T) * W_c,   U_c = (decay_c K_c)^T V_c,   u_c = (decay_c K_c)^T 1,
+        S_c = shrink_c S_{c-1} + U_c,   s_c = shrink_c s_{c-1} + u_c   (in place),
+        num_c = A_c V_c + carry_c (Q_c S_{c-1}),   den_c = A_c 1 + carry_c (Q_c s_{c-1})
+
+    (nothing from the state for c = 0). All chunks of all rows are one flat batch: chunk
+    f reads state f - 1, and the state of each row's last chunk (read by nobody in its
+    row) is zeroed, so the first chunk of the next row reads zeros. The normaliser is
+    kept out of the GEMMs (a ones column would make them dv + 1 wide, which BLAS runs
+    markedly slower than dv = 128). The backward uses the same batched GEMMs (8 of them
+    against the forward's 4) and the reversed scans, in place; autograd's generic
+    backward of the equivalent ops spends more time on slicing, concatenation and flips
+    than on the GEMMs."""
+
+    @staticmethod
+    def forward(ctx, fq, fk, vc, weights, decay, shrink, carry):
+        rows, n_chunks, chunk, m = fq.shape
+        dv = vc.shape[-1]
+        flat = rows * n_chunks
+        q3, k3, v3 = (
+            fq.reshape(flat, chunk, m),
+            fk.reshape(flat, chunk, m),
+            vc.reshape(flat, chunk, dv),
+        )
+        a = torch.bmm(q3, k3.transpose(1, 2))
+        if weights is None:
+            a.tril_()
+        else:
+            a.mul_(weights.reshape(flat, chunk, chunk))
+        kd = k3 if decay is None else k3 * decay.reshape(flat, chunk, 1)
+        states = torch.bmm(kd.transpose(1, 2), v3)
+        norms = kd.sum(dim=1)  # (F, m)
+        _inclusive_scan_(states.view(rows, n_chunks, m, dv), shrink)
+        _inclusive_scan_(norms.view(rows, n_chunks, m, 1), shrink)
+        num = torch.empty(flat, chunk, dv, dtype=fq.dtype, device=fq.device)
+        den = torch.empty(flat, chunk, 1, dtype=fq.dtype, device=fq.device)
+        num[0].zero_()
+        den[0].zero_()
+        if flat > 1:
+            torch.bmm(q3[1:], states[:-1], out=num[1:])
+            torch.bmm(q3[1:], norms[:-1, :, None], out=den[1:])
+        if carry is not None:
+            num.mul_(carry.reshape(flat, chunk, 1))
+            den.mul_(carry.reshape(flat, chunk, 1))
+        num.baddbmm_(a, v3)
+        den = den[..., 0].add_(a.sum(dim=-1))
+        empty = den <= 0  # no visible key (padding), or every weight underflowed
+        den.masked_fill_(empty, 1.0)
+        out = num.div_(den[..., None]).masked_fill_(empty[..., None], 0.0)
+        ctx.save_for_backward(
+            q3, k3, v3, kd, a, states, norms, den, out, empty, weights, decay, shrink, carry
+        )
+        ctx.shape = (rows, n_chunks, chunk, m, dv)
+        return out.view(rows, n_chunks, chunk, dv)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        q3, k3, v3, kd, a, states, norms, den, out, empty = ctx.saved_tensors[:10]
+        weights, decay, shrink, carry = ctx.saved_tensors[10:]
+        rows, n_chunks, chunk, m, dv = ctx.shape
+        flat = rows * n_chunks
+        # out = num / den: d num = g / den, d den = -sum(g * out) / den (0 where empty,
+        # since out is 0 there and its rows get no gradient)
+        gn = grad.reshape(flat, chunk, dv) / den[..., None]
+        gn.masked_fill_(empty[..., None], 0.0)
+        gd = -(gn * out).sum(dim=-1)
+        gnc, gdc = gn, gd
+        if carry is not None:
+            gnc = gn * carry.reshape(flat, chunk, 1)
+            gdc = gd * carry.reshape(flat, chunk)
+        da = torch.bmm(gn, v3.transpose(1, 2)).add_(gd[..., None])
+        if weights is None:
+            da.tril_()
+        else:
+            da.mul_(weights.reshape(flat, chunk, chunk))
+        dq = torch.bmm(da, k3)
+        grad_states = torch.zeros(flat, m, dv, dtype=q3.dtype, device=q3.device)
+        grad_norms = torch.zeros(flat, m, 1, dtype=q3.dtype, device=q3.device)
+        if flat > 1:
+            dq[1:].baddbmm_(gnc[1:], states[:-1].transpose(1, 2))
+            dq[1:].baddbmm_(gdc[1:, :, None], norms[:-1, None, :])
+            torch.bmm(q3[1:].transpose(1, 2), gnc[1:], out=grad_states[:-1])
+            torch.bmm(q3[1:].transpose(1, 2), gdc[1:, :, None], out=grad_norms[:-1])
+        du = _inclusive_scan_backward_(grad_states.view(rows, n_chunks, m, dv), shrink)
+        dz = _inclusive_scan_backward_(grad_norms.view(rows, n_chunks, m, 1), shrink)
+        du, dz = du.view(flat, m, dv), dz.view(flat, 1, m)
+        dk = torch.bmm(v3, du.transpose(1, 2)).add_(dz)
+        if decay is not None:
+            dk.mul_(decay.reshape(flat, chunk, 1))
+        dk.baddbmm_(da.transpose(1, 2), q3)
+        dvc = torch.bmm(a.transpose(1, 2), gn).baddbmm_(kd, du)
+        shape = (rows, n_chunks, chunk)
+        return dq.view(*shape, m), dk.view(*shape, m), dvc.view(*shape, dv), None, None, None, None
+
+
 def kernel_attention(
     phi_q: Tensor,
     phi_k: Tensor,
@@ -50,64 +224,61 @@ def kernel_attention(
     chunk_size: int = 64,
     k_factor: Tensor | None = None,
 ) -> Tensor:
-    """Normalised kernel attention on non-negative features.
+    """Normalised kernel attention on non-negative features, chunk-parallel when causal.
 
-    phi_q (N, H, Lq, m), phi_k (N, H, Lk, m) (padded keys already zeroed), v (N, H, Lk, dv).
-    Optional per-position log-factors (causal only, used by Performer's stabiliser): for
-    query i, key j <= i is weighted by exp(k_factor_j - k_factor_i); k_factor must be
-    non-decreasing in j, so every factor applied is <= 1 (no overflow).
+    phi_q (N, H, Lq, m), phi_k (N, H, Lk, m) (padded keys already zeroed), v (N, H, Lk, dv)
+    -> (N, H, Lq, dv). Optional per-position log-factors (causal only, used by Performer's
+    stabiliser, base-2 log units): for query i, key j <= i is weighted by
+    2^(k_factor_j - k_factor_i);
+    k_factor (N, H, L) must be non-decreasing in j (it is detached), so every factor
+    applied is <= 1 (no overflow). See the module docstring for the algorithm.
     """
     if not causal:
-        state = torch.einsum("nhjm,nhje->nhme", phi_k, v)
-        num = torch.einsum("nhim,nhme->nhie", phi_q, state)
-        den = torch.einsum("nhim,nhm->nhi", phi_q, phi_k.sum(dim=2))
-        return _divide(num, den)
+        state = phi_k.transpose(-1, -2) @ v  # (N, H, m, dv)
+        norm = phi_k.sum(dim=2, keepdim=True).transpose(-1, -2)  # (N, H, m, 1)
+        return _divide(phi_q @ state, (phi_q @ norm)[..., 0])
     batch, heads, length, m = phi_q.shape
-    dv = v.shape[-1]
-    state = phi_q.new_zeros(batch, heads, m, dv)
-    norm = phi_q.new_zeros(batch, heads, m)
-    level = None  # log-factor the running state is expressed at (Performer only)
-    outs = []
-    for start in range(0, length, chunk_size):
-        stop = min(start + chunk_size, length)
-        fq, fk, vc = phi_q[:, :, start:stop], phi_k[:, :, start:stop], v[:, :, start:stop]
-        c = stop - start
-        tril = torch.ones(c, c, dtype=torch.bool, device=v.device).tril()
-        scores = torch.einsum("nhim,nhjm->nhij", fq, fk)
-        if k_factor is None:
-            weights = scores * tril
-            inter_num = torch.einsum("nhim,nhme->nhie", fq, state)
-            inter_den = torch.einsum("nhim,nhm->nhi", fq, norm)
-        else:
-            kf = k_factor[:, :, start:stop]  # (N, H, c)
-            diff = (kf[..., None, :] - kf[..., :, None]).masked_fill(~tril, float("-inf"))
-            weights = scores * torch.exp(diff)
-            if level is None:
-                inter_num = fq.new_zeros(batch, heads, c, dv)
-                inter_den = fq.new_zeros(batch, heads, c)
-            else:
-                carry = torch.exp(level[..., None] - kf)  # (N, H, c), <= 1
-                inter_num = torch.einsum("nhim,nhme->nhie", fq, state) * carry[..., None]
-                inter_den = torch.einsum("nhim,nhm->nhi", fq, norm) * carry
-        num = inter_num + torch.einsum("nhij,nhje->nhie", weights, vc)
-        den = inter_den + weights.sum(dim=-1)
-        outs.append(_divide(num, den))
-        if stop < length:
-            if k_factor is None:
-                state = state + torch.einsum("nhjm,nhje->nhme", fk, vc)
-                norm = norm + fk.sum(dim=2)
-            else:
-                new_level = kf[..., -1]  # factors are non-decreasing: the chunk's maximum
-                decay = torch.exp(kf - new_level[..., None])  # (N, H, c), <= 1
-                fk_scaled = fk * decay[..., None]
-                if level is not None:
-                    shrink = torch.exp(level - new_level)
-                    state = state * shrink[..., None, None]
-                    norm = norm * shrink[..., None]
-                state = state + torch.einsum("nhjm,nhje->nhme", fk_scaled, vc)
-                norm = norm + fk_scaled.sum(dim=2)
-                level = new_level
-    return torch.cat(outs, dim=2)
+    rows = batch * heads
+    chunk = max(1, min(chunk_size, length))
+    n_chunks = -(-length // chunk)
+    fq = _chunked(phi_q, chunk, n_chunks).reshape(rows, n_chunks, chunk, m)
+    fk = _chunked(phi_k, chunk, n_chunks).reshape(rows, n_chunks, chunk, m)
+    vc = _chunked(v, chunk, n_chunks).reshape(rows, n_chunks, chunk, -1)
+    weights = decay = shrink = carry = None
+    if k_factor is not None:
+        level = k_factor.detach().reshape(rows, length)
+        tail = n_chunks * chunk - length
+        if tail:  # padded positions keep the last level (still non-decreasing)
+            level = torch.cat([level, level[:, -1:].expand(rows, tail)], dim=-1)
+        level = level.reshape(rows, n_chunks, chunk)
+        tril = torch.ones(chunk, chunk, dtype=torch.bool, device=v.device).tril()
+        diff = level[..., None, :] - level[..., :, None]  # [i, j] = level_j - level_i
+        weights = torch.exp2(diff.masked_fill(~tril, -torch.inf))  # <= 1, 0 above diagonal
+        lam = level[..., -1]  # (R, T): the level each chunk's state is kept at
+        decay = torch.exp2(level - lam[..., None])  # <= 1
+        before = torch.cat([torch.full_like(lam[:, :1], -torch.inf), lam[:, :-1]], dim=1)
+        # state after chunk t is kept at lam_t: g_t = 2^(lam_{t-1} - lam_t) (t = 0: unused)
+        shrink = torch.exp2(before - lam)
+        carry = torch.exp2(before[..., None] - level)  # (R, T, C), <= 1 (0 for chunk 0)
+    out = _ChunkParallel.apply(fq, fk, vc, weights, decay, shrink, carry)
+    return out.reshape(batch, heads, n_chunks * chunk, -1)[:, :, :length]
+
+
+def kernel_attention_reference(
+    phi_q: Tensor, phi_k: Tensor, v: Tensor, *, causal: bool, k_factor: Tensor | None = None
+) -> Tensor:
+    """The definition, densely: weights w_ij = phi(q_i)^T phi(k_j) (times
+    2^(k_factor_j - k_factor_i)), masked to j <= i when causal, out = w v / rowsum(w).
+    O(L^2) memory; for tests of the chunked form only."""
+    weights = phi_q @ phi_k.transpose(-1, -2)
+    if causal:
+        length = phi_q.shape[2]
+        tril = torch.ones(length, length, dtype=torch.bool, device=v.device).tril()
+        if k_factor is not None:
+            diff = k_factor[..., None, :] - k_factor[..., :, None]
+            weights = weights * torch.exp2(diff.masked_fill(~tril, -torch.inf))
+        weights = weights.masked_fill(~tril, 0.0)
+    return _divide(weights @ v, weights.sum(dim=-1))
 
 
 def linear_attention(
@@ -123,15 +294,19 @@ def linear_attention(
     check_attention_inputs(
         q, k, v, causal=causal, key_padding_mask=key_padding_mask, method="linear"
     )
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"linear: chunk_size must be an int >= 1, got {chunk_size!r}")
+    _check_chunk_size(chunk_size)
     ct = compute_dtype(q.dtype)
-    phi_q = elu_feature_map(q.to(ct))
-    phi_k = elu_feature_map(k.to(ct))
+    phi_q = F.elu(q.to(ct)).add_(1.0)  # elu_feature_map, without a second buffer
+    phi_k = F.elu(k.to(ct)).add_(1.0)
     if key_padding_mask is not None:
         phi_k = phi_k.masked_fill(key_padding_mask[:, None, :, None], 0.0)
     out = kernel_attention(phi_q, phi_k, v.to(ct), causal=causal, chunk_size=chunk_size)
     return out.to(q.dtype)
+
+
+def _check_chunk_size(chunk_size) -> None:
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise ValueError(f"linear: chunk_size must be an int >= 1, got {chunk_size!r}")
 
 
 class LinearAttention(nn.Module):
@@ -139,8 +314,7 @@ class LinearAttention(nn.Module):
 
     def __init__(self, dim: int | None = None, heads: int | None = None, *, chunk_size: int = 64):
         super().__init__()
-        if not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"linear: chunk_size must be an int >= 1, got {chunk_size!r}")
+        _check_chunk_size(chunk_size)
         self.chunk_size = chunk_size
 
     def forward(self, q, k, v, *, causal: bool = False, key_padding_mask=None) -> Tensor:
@@ -148,15 +322,45 @@ class LinearAttention(nn.Module):
             q, k, v, causal=causal, key_padding_mask=key_padding_mask, chunk_size=self.chunk_size
         )
 
+    def extra_repr(self) -> str:
+        return f"chunk_size={self.chunk_size}"
+
+
+def chunked_kernel_cost(query: CostQuery, features: int, chunk_size: int) -> tuple[float, int]:
+    """(FLOPs, working elements) per (batch, head) row of one forward ``kernel_attention``
+    call with m = ``features`` and dv = d. Bidirectional: 4 L m dv for the state and
+    read-out GEMMs, 4 L m for the normaliser, 2 L dv for the division. Causal: 4 L m dv
+    for the chunk states and their read-out (GEMMs), 2 L C (m + dv) for the (C x C)
+    intra-chunk scores and their product with V, 4 L m + 2 L C for the normaliser, the
+    prefix adds over chunks (n_c m (dv + 1)) and the division. Working elements: the
+    value/output buffers and their padded copies, the (L, C) scores, the n_c chunk
+    states (m x dv) and normalisers."""
+    n, d = query.length, query.dim
+    if not query.causal:
+        flops = 4.0 * n * features * d + 4.0 * n * features + 2.0 * n * d
+        return flops, int(4 * n * d + 2 * features * (d + 1))
+    chunk = max(1, min(chunk_size, n))
+    n_chunks = math.ceil(n / chunk)
+    flops = 4.0 * n * features * d + 2.0 * n * chunk * (features + d)
+    flops += 4.0 * n * features + 2.0 * n * chunk  # the normaliser
+    flops += n_chunks * features * (d + 1) + 2.0 * n * d  # prefix adds, division
+    working = (5 * d + 2 * chunk) * n + n_chunks * features * (d + 1)
+    return flops, int(working)
+
 
 def analytic_cost(query: CostQuery) -> Cost:
-    """Chunked linear attention (chunk C): the (d, d) state update and read-out cost
-    4 L d^2, the causal within-chunk products 4 L C d, the feature maps O(L d); working
-    memory a few (L, d) buffers plus one chunk's state."""
+    """The chunk-parallel scan of ``kernel_attention`` (see ``chunked_kernel_cost``) plus
+    the elu+1 feature maps of q and k (about 4 L d); working memory adds the two (L, d)
+    feature buffers and their padded copies. Backward: 2x the forward FLOPs (the
+    written-out backward runs 8 GEMMs against the forward's 4), and the saved
+    activations plus their gradients (3x the working memory)."""
     n, d = query.length, query.dim
-    chunk = min(query.hp.get("chunk_size", 64), n)
-    per_row = 4.0 * n * d * d + 2.0 * n * d + (4.0 * n * chunk * d if query.causal else 0.0)
+    flops, working = chunked_kernel_cost(query, d, query.hp.get("chunk_size", 64))
+    per_row = flops + 4.0 * n * d
     grad = 3 if query.backward else 1
-    working = query.itemsize * query.rows * grad * (8 * d * n + 4 * chunk * d * d // 8)
-    flops = query.rows * query.passes * per_row
-    return Cost(flops, compulsory_traffic(query), int(working + SLACK_BYTES))
+    working_bytes = query.itemsize * query.rows * grad * (working + 4 * n * d)
+    return Cost(
+        query.rows * query.passes * per_row,
+        compulsory_traffic(query),
+        int(working_bytes + SLACK_BYTES),
+    )

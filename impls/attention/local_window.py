@@ -7,8 +7,22 @@ i - window < j <= i (causal): exact softmax attention restricted to that band::
     s_ij = <q_i, k_j> / sqrt(d),  m_i = max_{j in band(i)} s_ij.
 
 It equals ``reference.exact_attention`` with an additive bias that is -inf outside the
-band, and exact attention once window >= L. Cost: time O(L * window * d),
-memory O(L * window) (queries in blocks of ``window`` rows, keys through ``unfold``).
+band, and exact attention once window >= L.
+
+Form: blocked banded attention (``impls.attention._banded``), the form of
+sliding-window kernels (Longformer's chunked band, FlashAttention's local mode): query
+blocks of B = window rows attend to their own key block and the previous one (and the
+next one when bidirectional): per neighbour block one batched score GEMM and one
+batched value GEMM over all blocks at once, (B x 2B) score tiles masked to the band
+only, a softmax in place on the tiles and a written-out backward; no per-position loop,
+no (L, L) mask, no copy of the keys (the neighbour blocks are offsets into one padded
+array). B = window measured as fast as window / 2 (three neighbour blocks, smaller
+GEMMs, 25% fewer products) and faster than window / 4 or 2 window (at window = 64,
+d = 128, one thread). It is the best
+known CPU form because all the work is BLAS-3 on (B x d) x (d x span) tiles with span
+2B (causal) or 3B: the price is computing the full tiles, 2x (causal) or 1.5x
+(bidirectional) the band's useful products, against far better GEMM efficiency than the
+band's ragged rows would give. Time O(L window d), memory O(L (window + d)).
 Shapes: q/k (batch, heads, L, d), v (batch, heads, L, dv) -> (batch, heads, L, dv).
 Half-precision inputs are computed in float32 and cast back.
 """
@@ -19,7 +33,7 @@ import math
 
 from torch import Tensor, nn
 
-from impls.attention._banded import banded_attention
+from impls.attention._banded import band_geometry, banded_attention
 from impls.attention._validation import check_attention_inputs, compute_dtype, expand_keep
 from impls.costs import SLACK_BYTES, Cost, CostQuery, compulsory_traffic
 
@@ -50,7 +64,10 @@ def local_window_attention(
     batch, heads, length, d = q.shape
     ct = compute_dtype(q.dtype)
     reach = min(window, length) - 1
-    keep = expand_keep(key_padding_mask, batch, heads, length, q.device)
+    keep = None
+    if key_padding_mask is not None:
+        keep = expand_keep(key_padding_mask, batch, heads, length, q.device)
+        keep = keep.reshape(batch * heads, length)
     flat = lambda t: t.to(ct).reshape(batch * heads, length, t.shape[-1])  # noqa: E731
     out, _ = banded_attention(
         flat(q),
@@ -58,11 +75,17 @@ def local_window_attention(
         flat(v),
         left=reach,
         right=0 if causal else reach,
-        block=max(reach, 1),
+        block=block_size(window),
         scale=1.0 / math.sqrt(d),
-        key_ok=keep.reshape(batch * heads, length),
+        key_ok=keep,
     )
     return out.reshape(batch, heads, length, v.shape[-1]).to(q.dtype)
+
+
+def block_size(window: int) -> int:
+    """Query block of the blocked band: the window itself, so that the keys of a block
+    lie in it and the previous (and next) block."""
+    return max(window, 1)
 
 
 class LocalWindowAttention(nn.Module):
@@ -84,12 +107,20 @@ class LocalWindowAttention(nn.Module):
 
 
 def analytic_cost(query: CostQuery) -> Cost:
-    """Each query sees w keys (causal) or 2w - 1 (bidirectional): 4 L w d FLOPs; working
-    memory (L, d) buffers plus the (L, w) band of scores."""
+    """The blocked band as computed: each block of B = min(window, L) queries forms a
+    (B x span) tile of scores and multiplies it with (span x d) values, span = 2B
+    (causal) or 3B (bidirectional), capped at the padded length: 4 L span d FLOPs (the
+    tiles' full products, of which the band is about half (causal) or two thirds), plus
+    the softmax (about 5 L span). Working memory: the gathered key/value windows
+    (2 span/B (L, d) buffers), the scores, mask and weights (3 (L, span)), the output."""
     n, d = query.length, query.dim
     w = query.hp.get("window", 64)
-    seen = min(w if query.causal else 2 * w - 1, n)
+    reach = min(w, n) - 1
+    left, right = reach, 0 if query.causal else reach
+    block, n_blocks, before, after, span = band_geometry(n, left, right, block_size(w))
+    rows = n_blocks * block
     grad = 3 if query.backward else 1
-    working = query.itemsize * query.rows * grad * (8 * d + 6 * w) * n
-    flops = query.rows * query.passes * 4.0 * n * seen * d
+    working = query.itemsize * query.rows * grad * (2 * span * d + 3 * block * span) * n_blocks
+    working += query.itemsize * query.rows * grad * 2 * rows * d
+    flops = query.rows * query.passes * (4.0 * rows * span * d + 5.0 * rows * span)
     return Cost(flops, compulsory_traffic(query), int(working + SLACK_BYTES))

@@ -1,14 +1,22 @@
 """Reformer-style LSH bucketed attention (Kitaev, Kaiser, Levskaya 2020, "Reformer").
 
-Angular LSH: for hash round r, a random rotation R_r (d x n_buckets/2) maps a unit vector
-x to bucket h_r(x) = argmax([x R_r ; -x R_r]). Queries are hashed by q_i/|q_i|, keys by
-k_j/|k_j| (Reformer shares q = k; here they may differ, with the same rotation).
-n_buckets = 2 * round(L / (2 * bucket_size)) (1 bucket when L <= bucket_size).
+Angular LSH, factorised: for hash round r the bucket of a vector x is the mixed-radix
+number of ``levels`` independent cross-polytope hashes, level l with f_l buckets hashing
+x to argmax([x R_rl ; -x R_rl]) for a Gaussian R_rl (d x f_l/2), so
+
+    h_r(x) = sum_l argmax([x R_rl ; -x R_rl]) * prod_{l' < l} f_l',   prod_l f_l = n_buckets.
+
+Reformer's own code factorises n_buckets the same way (a list of factors) to save the
+(L x n_buckets/2) projection; here every level has at most 16 buckets, so hashing costs
+O(L d log n_buckets) instead of O(L d n_buckets), which with n_buckets ~ L / bucket_size
+was quadratic in L. n_buckets is the power of two nearest (in log scale) to
+L / bucket_size (at least 2), or 1 when L <= bucket_size. Queries and keys are hashed
+with the same rotations (Reformer shares q = k; here they may differ).
 
 Per round, the L queries and L keys are merged into one sequence of 2L items sorted by
 (bucket, position, key-before-query). Each query attends to the key items among the
 ``2 * bucket_size`` items before it (causal) or before and after it (bidirectional) in
-that order, restricted to its own bucket (and to positions j <= i when causal)::
+that order, restricted to its own bucket (and hence to positions j <= i when causal)::
 
     o_r[i] = sum_{j in P_r(i)} exp(s_ij - m) v_j / sum_{j in P_r(i)} exp(s_ij - m),
     lse_r[i] = log sum_{j in P_r(i)} exp(s_ij),   s_ij = <q_i, k_j> / sqrt(d)
@@ -18,13 +26,28 @@ i.e. softmax attention over the multiset of keys found in any round (a key found
 rounds counts twice, as in Reformer without its de-duplication term). A query that finds
 no key in any round returns zeros.
 
-Deviation from Reformer, on purpose: Reformer splits the sorted sequence into fixed
-chunks, so a future token's bucket moves chunk boundaries and changes past outputs. Here
-the window slides with each query, so within its bucket a query sees exactly the latest
-keys at or before it (causal), which depends on no future token. Equivalent to
-``reference.exact_attention`` with bias log(count_ij), count_ij = number of rounds in which
-query i found key j (-inf when 0); exact once bucket_size >= L (one bucket, full window).
-Time O(n_hashes L (bucket_size d + log L)), memory O(n_hashes L bucket_size).
+Form: sort, then blocked attention over the sorted sequence (Reformer's chunking): the
+sorted items (all sequences of the batch side by side, kept apart by their codes) are
+gathered straight into the padded chunk layout, cut into chunks of 2 * bucket_size, and
+each chunk attends to its own and the previous chunk (and the next one when
+bidirectional) through batched GEMMs (``impls.attention._banded``); only the window and
+the bucket are masked. Rounds run one after another, so that their buffers stay small
+enough for the allocator to reuse them instead of mapping fresh pages each call.
+Deviation from Reformer, on purpose: Reformer lets a query see its whole own and
+previous chunk, so a future token's bucket moves chunk boundaries and changes past
+outputs; here the mask keeps exactly the window of items before each query, which
+depends on no future token (causality holds) and costs nothing extra (the chunk pair
+covers the window). It is the best known CPU form: the only super-linear step is the
+O(L log L) sort, the attention is BLAS-3 on (2b x 4b) tiles (6b bidirectional), and
+nothing of size (L, L) or (L, n_buckets) exists. Half the rows and columns of each tile
+are items of the other kind (queries and keys share one sorted sequence): the price of
+q != k, which Reformer's shared-QK attention does not pay; the analytic cost counts the
+full tiles.
+
+Equivalent to ``reference.exact_attention`` with bias log(count_ij), count_ij = number of
+rounds in which query i found key j (-inf when 0); exact once bucket_size >= L (one
+bucket, full window). Time O(n_hashes L (bucket_size d + d log L + log L)), memory
+O(n_hashes L (bucket_size + d)).
 Shapes: q/k (batch, heads, L, d), v (batch, heads, L, dv) -> (batch, heads, L, dv).
 """
 
@@ -35,33 +58,64 @@ import math
 import torch
 from torch import Tensor, nn
 
-from impls.attention._banded import banded_attention
+from impls.attention._banded import band_geometry, banded_attention
 from impls.attention._validation import check_attention_inputs, compute_dtype, expand_keep
 from impls.costs import SLACK_BYTES, Cost, CostQuery, compulsory_traffic
 
-__all__ = ["LSHAttention", "lsh_buckets", "number_of_buckets", "sorted_order"]
+__all__ = [
+    "LSHAttention",
+    "bucket_levels",
+    "lsh_buckets",
+    "lsh_visibility_counts",
+    "number_of_buckets",
+    "sorted_order",
+]
+
+_NO_KEY, _NO_QUERY = -4, -3  # item codes that match nothing (the banded padding uses -1, -2)
+
+
+MAX_LEVEL_BITS = 4  # a hashing level has at most 2**4 = 16 buckets (8 directions)
 
 
 def number_of_buckets(length: int, bucket_size: int) -> int:
-    """Even number of buckets close to length / bucket_size, or 1 for short inputs."""
+    """The power of two nearest to length / bucket_size (at least 2), or 1 for short inputs."""
     if length <= bucket_size:
         return 1
-    return 2 * max(1, round(length / (2 * bucket_size)))
+    return 2 ** max(1, round(math.log2(length / bucket_size)))
+
+
+def bucket_levels(n_buckets: int) -> tuple[int, ...]:
+    """Buckets per hashing level (powers of two, at most 16 each, as even as possible),
+    whose product is ``n_buckets``; () for a single bucket."""
+    bits = n_buckets.bit_length() - 1
+    if bits <= 0:
+        return ()
+    levels = -(-bits // MAX_LEVEL_BITS)
+    return tuple(2 ** (bits // levels + (i < bits % levels)) for i in range(levels))
 
 
 def random_rotations(n_hashes: int, dim: int, n_buckets: int, seed: int) -> Tensor:
-    """(n_hashes, dim, n_buckets // 2) float64 Gaussian rotations from ``seed``."""
+    """(n_hashes, dim, directions) float64 Gaussian directions from ``seed``: the levels'
+    f_l / 2 directions side by side (1 column for a single bucket, unused)."""
+    directions = max(sum(f // 2 for f in bucket_levels(n_buckets)), 1)
     gen = torch.Generator().manual_seed(seed)
-    return torch.randn(n_hashes, dim, max(n_buckets // 2, 1), generator=gen, dtype=torch.float64)
+    return torch.randn(n_hashes, dim, directions, generator=gen, dtype=torch.float64)
 
 
 def lsh_buckets(x: Tensor, rotations: Tensor, n_buckets: int) -> Tensor:
-    """Bucket ids (n_hashes, *x.shape[:-1]) of the rows of x (..., d), int64."""
-    if n_buckets == 1:
-        return torch.zeros(rotations.shape[0], *x.shape[:-1], dtype=torch.long, device=x.device)
-    unit = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-30)
-    proj = torch.einsum("...d,rdb->r...b", unit, rotations.to(device=x.device, dtype=x.dtype))
-    return torch.cat([proj, -proj], dim=-1).argmax(dim=-1)
+    """Bucket ids (n_hashes, *x.shape[:-1]) of the rows of x (..., d), int64 (see the
+    module docstring: mixed-radix number of per-level cross-polytope hashes)."""
+    levels = bucket_levels(n_buckets)
+    bucket = torch.zeros(rotations.shape[0], *x.shape[:-1], dtype=torch.long, device=x.device)
+    if not levels:
+        return bucket
+    proj = torch.einsum("...d,rdb->r...b", x, rotations.to(device=x.device, dtype=x.dtype))
+    radix, offset = 1, 0
+    for size in levels:
+        part = proj[..., offset : offset + size // 2]
+        bucket += radix * torch.cat([part, -part], dim=-1).argmax(dim=-1)
+        radix, offset = radix * size, offset + size // 2
+    return bucket
 
 
 def sorted_order(q_bucket: Tensor, k_bucket: Tensor) -> Tensor:
@@ -109,54 +163,69 @@ class LSHAttention(nn.Module):
         )
         batch, heads, length, d = q.shape
         dv = v.shape[-1]
+        n, rounds = batch * heads, self.n_hashes
         ct = compute_dtype(q.dtype)
-        qc, kc, vc = q.to(ct), k.to(ct), v.to(ct)
+        qc, kc, vc = (t.to(ct).reshape(n, length, t.shape[-1]) for t in (q, k, v))
         rot, n_buckets = self.rotations(d, length)
-        qb = lsh_buckets(qc, rot, n_buckets)  # (R, N, H, L)
-        kb = lsh_buckets(kc, rot, n_buckets)
-        keep = expand_keep(key_padding_mask, batch, heads, length, q.device)
-
-        n = batch * heads
-        rounds = self.n_hashes
-        # Items: first L are keys (key vector, value, is_key), last L are queries.
-        zeros_d = torch.zeros(n, length, d, dtype=ct, device=q.device)
-        q_items = torch.cat([zeros_d, qc.reshape(n, length, d)], dim=1)
-        k_items = torch.cat([kc.reshape(n, length, d), zeros_d], dim=1)
-        v_items = torch.cat([vc.reshape(n, length, dv), vc.new_zeros(n, length, dv)], dim=1)
-        pos = torch.arange(length, device=q.device).repeat(2).expand(n, 2 * length)
-        is_key = torch.zeros(n, 2 * length, dtype=torch.bool, device=q.device)
-        is_key[:, :length] = keep.reshape(n, length)
-
-        outs, lses = [], []
+        with torch.no_grad():  # buckets and the sort are discrete: no gradient
+            qb = lsh_buckets(qc.detach(), rot, n_buckets)  # (R, n, L)
+            kb = lsh_buckets(kc.detach(), rot, n_buckets)
+            # codes in the banded attention: a query item matches the key items of its
+            # bucket; key items never match as queries, query and padded items as keys.
+            # The n sequences of a round form one sequence of items; adding
+            # sequence * n_buckets to the codes keeps each sequence to itself.
+            offset = torch.arange(n, device=q.device)[:, None]
+            k_code = kb + offset * n_buckets
+            if key_padding_mask is not None:
+                keep = expand_keep(key_padding_mask, batch, heads, length, q.device)
+                k_code = k_code.masked_fill(~keep.reshape(1, n, length), _NO_KEY)
+            # one code past the items: the zero row the band's padding points at
+            k_code = torch.cat([k_code, torch.full_like(qb, _NO_KEY)], dim=-1).reshape(rounds, -1)
+            k_code = torch.cat([k_code, k_code.new_full((rounds, 1), _NO_KEY)], dim=-1)
+            q_code = torch.cat([torch.full_like(kb, _NO_QUERY), qb + offset * n_buckets], dim=-1)
+            positions = torch.arange(2 * length, device=q.device)
+        # keys carry k, queries q; the last row is zero (padding of the band)
+        items = torch.cat([kc, qc], dim=1).reshape(n * 2 * length, d)
+        items = torch.cat([items, items.new_zeros(1, d)])
+        values = torch.cat([vc, torch.zeros_like(vc)], dim=1).reshape(n * 2 * length, dv)
+        values = torch.cat([values, values.new_zeros(1, dv)])
         width = 2 * self.bucket_size
-        for r in range(rounds):
-            bucket = torch.cat([kb[r], qb[r]], dim=-1).reshape(n, 2 * length)
-            order = sorted_order(qb[r].reshape(n, length), kb[r].reshape(n, length))
-            gather = lambda t, o=order: torch.gather(  # noqa: E731
-                t, 1, o[..., None].expand(-1, -1, t.shape[-1]) if t.dim() == 3 else o
-            )
+        total = n * 2 * length
+        block, n_blocks, before, after, _ = band_geometry(
+            total, width, 0 if causal else width, width
+        )
+        outs, lses = [], []
+        for r in range(rounds):  # one round at a time: its buffers stay heap-sized
+            with torch.no_grad():
+                order = sorted_order(qb[r], kb[r])  # (n, 2L): items [keys, queries]
+                # the sorted items, laid out with the band's padding (pointing at the
+                # zero row): the gather writes the padded layout directly
+                pad = torch.full((before * block,), total, dtype=order.dtype, device=q.device)
+                tail = torch.full(
+                    ((n_blocks + after) * block - total,), total, dtype=order.dtype, device=q.device
+                )
+                flat_order = torch.cat([pad, (order + 2 * length * offset).reshape(-1), tail])
+                # where each query item went: its rank in the sorted order
+                rank = torch.empty_like(order).scatter_(-1, order, positions.expand_as(order))
+                q_rank = (rank[:, length:] + 2 * length * offset).reshape(-1)
+                q_sorted = q_code[r].reshape(-1).index_select(0, flat_order[pad.numel() :][:total])
+            xs = items.index_select(0, flat_order)[None]  # (1, padded, d)
             out_s, lse_s = banded_attention(
-                gather(q_items),
-                gather(k_items),
-                gather(v_items),
+                xs[:, before * block : before * block + total],
+                xs,
+                values.index_select(0, flat_order)[None],
                 left=width,
                 right=0 if causal else width,
                 block=width,
                 scale=1.0 / math.sqrt(d),
-                key_ok=gather(is_key),
-                q_pos=gather(pos),
-                k_pos=gather(pos),
-                q_group=gather(bucket),
-                k_group=gather(bucket),
-                causal=causal,
+                q_code=q_sorted[None],
+                k_code=k_code[r].index_select(0, flat_order)[None],
+                with_lse=True,
+                keys_padded=True,
             )
-            # Undo the sort and keep the query items (indices L..2L-1).
-            inverse = torch.argsort(order, dim=-1)
-            out = torch.gather(out_s, 1, inverse[..., None].expand(-1, -1, dv))[:, length:]
-            lse = torch.gather(lse_s, 1, inverse)[:, length:]
-            outs.append(out)
-            lses.append(lse)
-        lse_all = torch.stack(lses)  # (R, n, L)
+            outs.append(out_s[0].index_select(0, q_rank))  # (n * L, dv), query order
+            lses.append(lse_s[0].index_select(0, q_rank))
+        lse_all = torch.stack(lses)  # (R, n * L)
         total = torch.logsumexp(lse_all, dim=0)
         found = torch.isfinite(total)
         weights = torch.exp(lse_all - torch.where(found, total, torch.zeros_like(total)))
@@ -195,19 +264,25 @@ def lsh_visibility_counts(
 
 
 def analytic_cost(query: CostQuery) -> Cost:
-    """Per hash round, hashing q and k onto n_buckets / 2 random directions costs
-    2 L d n_buckets FLOPs and holds (L, n_buckets) projections: with n_buckets ~ L / b this
-    part is quadratic in L (constant d / b), as in Reformer. Attention within the sliding
-    window of the sorted sequence costs 4 L (2 b) d; working memory per round (L, d)
-    buffers, the (L, 2b) band and the projections."""
+    """Per hash round: hashing q and k onto sum_l f_l / 2 directions (about 2 log2(L / b)
+    of them, see ``bucket_levels``) costs 4 L d dirs FLOPs; the sort of 2L items is
+    O(L log L) comparisons (no FLOPs); the blocked attention over the 2L sorted items in
+    chunks of 2b costs 4 (2L) span d for the score and value GEMMs, span = 4b (causal) or
+    6b (bidirectional), plus the softmax (about 5 (2L) span). Working memory per round
+    (rounds run one after another, but a backward keeps every round's activations, so
+    all rounds are counted): the sorted item vectors and values and their gradients
+    (about 8 (2L, d) buffers), the score tiles, weights and masks (3 (2L, span)), the
+    projections (L dirs)."""
     n, d = query.length, query.dim
     rounds = query.hp.get("n_hashes", 2)
     bucket = query.hp.get("bucket_size", 32)
-    buckets = number_of_buckets(n, bucket)
-    per_row = rounds * (2.0 * n * d * buckets + 4.0 * n * min(2 * bucket, n) * d)
+    dirs = sum(f // 2 for f in bucket_levels(number_of_buckets(n, bucket)))
+    width = 2 * bucket
+    block, n_blocks, _, _, span = band_geometry(2 * n, width, 0 if query.causal else width, width)
+    items = n_blocks * block
+    per_round = 4.0 * n * d * dirs + 4.0 * items * span * d + 5.0 * items * span
     grad = 3 if query.backward else 1
-    band = grad * rounds * (20 * d + 8 * bucket) * n
-    hashing = rounds * 3 * n * buckets  # q and k: projections, their negation, the argmax
-    working = query.itemsize * query.rows * (band + hashing)
-    flops = query.rows * query.passes * per_row
+    band = grad * (8 * items * d + 3 * items * span) + 2 * n * dirs
+    working = query.itemsize * query.rows * rounds * band
+    flops = query.rows * query.passes * rounds * per_round
     return Cost(flops, compulsory_traffic(query), int(working + SLACK_BYTES))

@@ -8,16 +8,29 @@ x' = x / d^(1/4) and rows w_r of a random matrix W (m x d)::
 W has orthogonal rows in blocks of d (QR of a Gaussian matrix), each row rescaled by the
 norm of an independent Gaussian vector, so the rows keep the marginal N(0, I) law
 ("positive orthogonal random features"). Attention is then kernel attention
-out_i = phi(q_i)^T S_i / phi(q_i)^T z_i (see ``impls.attention.linear``), causal by chunked
-prefix sums. Time O(L m (d + dv)), memory O(L m).
+out_i = phi(q_i)^T S_i / phi(q_i)^T z_i (see ``impls.attention.linear``).
+
+Form: the feature maps are one GEMM each (the |x'|^2 / 2 term fused in as the GEMM's
+bias, logits in base-2 units so that the exponential is exp2, the fast one on the CPU),
+and causal attention is the chunk-parallel scan of ``impls.attention.linear``: all chunk
+states (m x dv) in one batched GEMM, a prefix over chunks rescaled per chunk, the
+masked (C x C) intra-chunk product and the state read-out as batched GEMMs, with a
+written-out backward. That is the best known CPU form for the same reasons as linear
+attention (BLAS-3 for all O(L m d) work, no per-position loop, no (L, m, dv) tensor);
+it is what the causal "prefix sums" of the paper become when computed in chunks. Time
+O(L m (d + dv) + L C (m + dv)), memory O(L (m + d) + L C + (L/C) m dv); C = 64 measured
+best at m = 256, d = 128.
 
 Stabiliser (exp overflows otherwise): each query's features are divided by
 exp(max_r logit_r) (a per-query constant: it cancels in the ratio). Keys use a constant
 that must not look at the future: key j is expressed relative to m_j = max over keys
 j' <= j and features r of its logits (a running maximum), and query i combines key j with
-the factor exp(m_j - m_i) <= 1, which restores the common scale exactly. Bidirectional
-attention uses the maximum over all unpadded keys. The stabilisers are detached: they
-cancel mathematically, so their gradient is zero.
+the factor exp(m_j - m_i) <= 1, which restores the common scale exactly. In the chunked
+scan every chunk's state is kept relative to the level at the chunk's end and carried
+to the next chunk with a factor <= 1, and each query reads it with a factor <= 1, so no
+factor above 1 is ever formed, at any L. Bidirectional attention uses the maximum over
+all unpadded keys. The stabilisers are detached: they cancel mathematically, so their
+gradient is zero.
 
 Equals ``reference.exact_attention`` with scale 0 and bias log(phi(q_i)^T phi(k_j)) for the
 module's fixed W, and its error against softmax attention falls as m grows.
@@ -33,7 +46,7 @@ import torch
 from torch import Tensor, nn
 
 from impls.attention._validation import check_attention_inputs, compute_dtype
-from impls.attention.linear import kernel_attention
+from impls.attention.linear import chunked_kernel_cost, kernel_attention
 from impls.costs import SLACK_BYTES, Cost, CostQuery, compulsory_traffic
 
 __all__ = ["PerformerAttention", "orthogonal_random_features"]
@@ -92,11 +105,15 @@ class PerformerAttention(nn.Module):
         """Harness hook: Performer learns nothing from data; it redraws W from its seed."""
         self.redraw()
 
-    def logits(self, x: Tensor) -> Tensor:
-        """log(phi(x) * sqrt(m)) = W x' - |x'|^2 / 2, shape (..., m)."""
-        xs = x * self.dim**-0.25
-        w = self.projection.to(device=x.device, dtype=x.dtype)
-        return xs @ w.T - 0.5 * (xs * xs).sum(dim=-1, keepdim=True)
+    def logits(self, x: Tensor, *, base2: bool = False) -> Tensor:
+        """log(phi(x) * sqrt(m)) = W x' - |x'|^2 / 2, shape (..., m), x' = x / d^(1/4):
+        one GEMM with the norm term fused in as its bias; ``base2``: in log2 units (times
+        log2(e)), for exp2, the fast exponential on the CPU."""
+        unit = math.log2(math.e) if base2 else 1.0
+        w = self.projection.to(device=x.device, dtype=x.dtype) * (unit * self.dim**-0.25)
+        rows = x.reshape(-1, x.shape[-1])
+        half_sq = (rows * rows).sum(dim=-1, keepdim=True) * (-0.5 * unit * self.dim**-0.5)
+        return torch.addmm(half_sq, rows, w.T).reshape(*x.shape[:-1], -1)
 
     def forward(self, q, k, v, *, causal: bool = False, key_padding_mask=None) -> Tensor:
         check_attention_inputs(
@@ -105,9 +122,10 @@ class PerformerAttention(nn.Module):
         if q.shape[-1] != self.dim:
             raise ValueError(f"performer: expected head dim {self.dim}, got q dim {q.shape[-1]}")
         ct = compute_dtype(q.dtype)
-        lq = self.logits(q.to(ct))
-        lk = self.logits(k.to(ct))
-        phi_q = torch.exp(lq - lq.amax(dim=-1, keepdim=True).detach())
+        lq = self.logits(q.to(ct), base2=True)  # all levels below in log2 units
+        lk = self.logits(k.to(ct), base2=True)
+        # in place: the GEMM's output is not needed by its backward, exp2_ keeps its result
+        phi_q = lq.sub_(lq.amax(dim=-1, keepdim=True).detach()).exp2_()
         key_max = lk.amax(dim=-1).detach()  # (N, H, Lk)
         if key_padding_mask is not None:
             key_max = key_max.masked_fill(key_padding_mask[:, None, :], _FLOOR)
@@ -117,12 +135,12 @@ class PerformerAttention(nn.Module):
         else:
             level = key_max.amax(dim=-1, keepdim=True).expand_as(key_max)
             k_factor = None
-        exponent = lk - level[..., None]
+        exponent = lk.sub_(level[..., None])
         if key_padding_mask is not None:
-            # -inf before exp (not 0 after it): exp of a padded key's exponent may be inf,
+            # -inf before exp2 (not 0 after it): a padded key's exponent may overflow,
             # and 0 * inf would poison the backward pass.
-            exponent = exponent.masked_fill(key_padding_mask[:, None, :, None], -torch.inf)
-        phi_k = torch.exp(exponent)
+            exponent = exponent.masked_fill_(key_padding_mask[:, None, :, None], -torch.inf)
+        phi_k = exponent.exp2_()
         out = kernel_attention(
             phi_q, phi_k, v.to(ct), causal=causal, chunk_size=self.chunk_size, k_factor=k_factor
         )
@@ -141,14 +159,21 @@ def performer_log_kernel(module: PerformerAttention, q: Tensor, k: Tensor) -> Te
 
 
 def analytic_cost(query: CostQuery) -> Cost:
-    """FAVOR+ with m features: the feature maps of q and k cost 4 L d m, the (m, d)
-    state update and read-out 4 L m d, the causal within-chunk products 4 L C m; working
-    memory (L, d) and (L, m) buffers plus one chunk's state."""
+    """FAVOR+ with m features: the feature maps of q and k are two (L x d) x (d x m)
+    GEMMs, 4 L d m, plus their norms and exponentials (about 6 L m); the kernel attention
+    on m features is ``impls.attention.linear.chunked_kernel_cost`` (4 L m dv for the
+    chunk states and read-out, 2 L C (m + dv) within chunks when causal, the normaliser
+    and the prefix). Working memory: the (L, m) features and logits and their gradients,
+    the kernel attention's buffers (chunk states of m x dv). Backward: 2x the FLOPs and
+    3x the working memory."""
     n, d = query.length, query.dim
     m = query.hp.get("nb_features", 256)
-    chunk = min(query.hp.get("chunk_size", 64), n)
-    per_row = 8.0 * n * d * m + (4.0 * n * chunk * m if query.causal else 0.0)
+    flops, working = chunked_kernel_cost(query, m, query.hp.get("chunk_size", 64))
+    per_row = flops + 4.0 * n * d * m + 6.0 * n * m
     grad = 3 if query.backward else 1
-    working = query.itemsize * query.rows * grad * ((8 * d + 6 * m) * n + 2 * chunk * m * d)
-    flops = query.rows * query.passes * per_row
-    return Cost(flops, compulsory_traffic(query), int(working + SLACK_BYTES))
+    working_bytes = query.itemsize * query.rows * grad * (working + 4 * n * m + 2 * n * d)
+    return Cost(
+        query.rows * query.passes * per_row,
+        compulsory_traffic(query),
+        int(working_bytes + SLACK_BYTES),
+    )

@@ -11,6 +11,7 @@ import torch
 from lisa_cases import LisaCase, make_case, oracle_hard, oracle_soft
 
 from impls.attention.lisa import lisa_attention, lisa_attention_cached
+from reference.lisa import lisa_via_exact_attention
 
 HALF = (torch.float16, torch.bfloat16)
 
@@ -173,3 +174,69 @@ def test_half_precision_gradients_come_back_in_the_input_dtype(dtype):
         assert got.dtype == dtype and torch.isfinite(got).all()
         tol = torch.finfo(dtype).eps * max(1.0, want.abs().max().item())
         assert (got.double() - want.double()).abs().max().item() <= tol
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("gamma", [1.0, 0.6])
+def test_exact_log_domain_path_matches_the_oracle(monkeypatch, causal, soft, gamma):
+    """The scan's fallback (softmax over s + log H, taken when a chunk's linear-domain
+    normaliser is too small to trust) is forced on every chunk; forward and query gradient
+    still match the float64 oracle and the fast path."""
+    import impls.attention.lisa_operator as operator
+
+    case = make_case(seed=3, n=2, books=2, length=40, dim=4, words=3)
+    codes = case.soft_codes if soft else case.hard_codes
+    oracle = (oracle_soft if soft else oracle_hard)(case, gamma, causal, True)
+
+    def run():
+        query = case.query.clone().requires_grad_(True)
+        out = lisa_attention(
+            query,
+            codes,
+            case.key_codewords,
+            case.value_codewords,
+            gamma=gamma,
+            causal=causal,
+            key_padding_mask=case.mask,
+            chunk_size=8,
+            backend="torch",
+        )
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        return out.detach(), query.grad
+
+    fast_out, fast_grad = run()
+    monkeypatch.setattr(operator, "_ALWAYS_EXACT", True)
+    exact_out, exact_grad = run()
+    torch.testing.assert_close(exact_out, oracle, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast_out, exact_out, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast_grad, exact_grad, rtol=1e-9, atol=1e-11)
+
+
+def test_fast_path_falls_back_when_old_keys_carry_the_weight(monkeypatch):
+    """A key seen ~2000 positions ago under gamma = 0.7 has weight 0.7^2000 (~1e-310, below
+    float64's normal range) but a score large enough to dominate: the linear-domain chunk
+    cannot represent it, so the scan must take the log-domain path and still agree with the
+    oracle, whose decay is an additive log bias."""
+    import impls.attention.lisa_operator as operator
+
+    calls = {"exact": 0}
+    exact = operator._Scan._exact
+
+    def counting(self, *args, **kw):
+        calls["exact"] += 1
+        return exact(self, *args, **kw)
+
+    monkeypatch.setattr(operator._Scan, "_exact", counting)
+    length = 2048
+    codes = torch.ones(1, 1, length, dtype=torch.long)
+    codes[0, 0, 0] = 0  # codeword 0 occurs once, at the very start
+    key_codewords = torch.tensor([[[600.0], [0.0]]], dtype=torch.float64)
+    query = torch.ones(1, 1, length, 1, dtype=torch.float64)
+    values = torch.tensor([[[1.0], [0.0]]], dtype=torch.float64)
+    out = lisa_attention(query, codes, key_codewords, values, gamma=0.7, scale=1.0, backend="torch")
+    assert calls["exact"] > 0
+    expected = lisa_via_exact_attention(
+        query, codes, key_codewords, values, gamma=0.7, causal=True, scale=1.0
+    )
+    torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-12)

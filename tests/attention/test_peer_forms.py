@@ -1,0 +1,341 @@
+"""The fast forms of the linear-time peers equal their naive definitions.
+
+Each peer (linear, performer, local_window, lsh, linformer) computes its output by a
+blocked or chunked algorithm (chunk-parallel scan, blocked band, sorted chunks, segment
+sums). Here every one is checked against the definition written out densely in this
+file, in float64 on small inputs drawn by hypothesis (derandomized): random chunk,
+window, bucket and block sizes, lengths that are not multiples of them, causal and
+bidirectional, key padding (including fully padded rows), outputs and the gradients
+w.r.t. q, k and v. Timing is never asserted here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from impls import registry
+from impls.attention._banded import banded_attention
+from impls.attention.linear import kernel_attention, linear_attention
+from impls.attention.linformer import LinformerAttention, block_sums, pooled_keys_values
+from impls.attention.local_window import LocalWindowAttention
+from impls.attention.lsh import (
+    MAX_LEVEL_BITS,
+    LSHAttention,
+    bucket_levels,
+    lsh_buckets,
+    number_of_buckets,
+    sorted_order,
+)
+from impls.attention.performer import PerformerAttention
+from impls.costs import CostQuery
+
+SETTINGS = settings(
+    max_examples=25,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TOL = 1e-10
+
+
+@st.composite
+def shapes(draw, max_length=70):
+    batch = draw(st.integers(1, 2))
+    heads = draw(st.integers(1, 2))
+    length = draw(st.integers(1, max_length))
+    dim = draw(st.sampled_from([1, 3, 8]))
+    value_dim = draw(st.sampled_from([1, 4]))
+    seed = draw(st.integers(0, 2**16))
+    causal = draw(st.booleans())
+    padding = draw(st.sampled_from(["none", "random", "one_row_all_padded"]))
+    return batch, heads, length, dim, value_dim, seed, causal, padding
+
+
+def _inputs(batch, heads, length, dim, value_dim, seed, padding, scale=1.0):
+    gen = torch.Generator().manual_seed(seed)
+    q, k = (
+        torch.randn(batch, heads, length, dim, generator=gen, dtype=torch.float64) * scale
+        for _ in range(2)
+    )
+    v = torch.randn(batch, heads, length, value_dim, generator=gen, dtype=torch.float64)
+    mask = None
+    if padding != "none":
+        mask = torch.rand(batch, length, generator=gen) < 0.35
+        if padding == "one_row_all_padded":
+            mask[0] = True
+    return [t.requires_grad_() for t in (q, k, v)], mask
+
+
+def _visible(length, causal, mask, batch, heads):
+    """(N, H, L, L) bool: key j visible to query i (causal and padding only)."""
+    vis = torch.ones(batch, heads, length, length, dtype=torch.bool)
+    if causal:
+        vis &= torch.ones(length, length, dtype=torch.bool).tril()
+    if mask is not None:
+        vis &= ~mask[:, None, None, :]
+    return vis
+
+
+def _normalised(weights, v):
+    """weights @ v / rowsum, zeros for rows without weight (the naive kernel form)."""
+    total = weights.sum(dim=-1, keepdim=True)
+    out = weights @ v / torch.where(total > 0, total, torch.ones_like(total))
+    return torch.where(total > 0, out, torch.zeros_like(out))
+
+
+def _masked_softmax(scores, allowed, v):
+    """Softmax over the allowed entries of each row, zeros for rows with none."""
+    scores = scores.masked_fill(~allowed, -torch.inf)
+    top = scores.amax(dim=-1, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    return _normalised(torch.exp(scores - top), v)
+
+
+def _agree(fast, naive, inputs):
+    """Outputs and the gradients w.r.t. ``inputs`` (same seeded cotangent) agree."""
+    assert fast.shape == naive.shape
+    assert (fast - naive).abs().max().item() <= TOL if fast.numel() else True
+    cotangent = torch.randn(
+        fast.shape, generator=torch.Generator().manual_seed(1), dtype=fast.dtype
+    )
+    got = torch.autograd.grad(fast, inputs, cotangent, retain_graph=True, allow_unused=True)
+    want = torch.autograd.grad(naive, inputs, cotangent, retain_graph=True, allow_unused=True)
+    for g, w in zip(got, want, strict=True):
+        g = torch.zeros_like(w) if g is None else g
+        w = torch.zeros_like(g) if w is None else w
+        assert (g - w).abs().max().item() <= TOL
+
+
+# --------------------------------------------------------------------------------------
+# Linear attention and Performer: the chunk-parallel scan
+
+
+@SETTINGS
+@given(shapes(), st.integers(1, 80))
+def test_linear_chunk_parallel_scan_is_the_definition(case, chunk):
+    batch, heads, length, dim, value_dim, seed, causal, padding = case
+    (q, k, v), mask = _inputs(batch, heads, length, dim, value_dim, seed, padding)
+    fast = linear_attention(q, k, v, causal=causal, key_padding_mask=mask, chunk_size=chunk)
+    phi = lambda x: torch.nn.functional.elu(x) + 1  # noqa: E731
+    weights = (phi(q) @ phi(k).transpose(-1, -2)) * _visible(length, causal, mask, batch, heads)
+    _agree(fast, _normalised(weights, v), (q, k, v))
+
+
+@SETTINGS
+@given(shapes(max_length=50), st.integers(1, 60), st.integers(1, 12))
+def test_performer_chunk_parallel_scan_is_the_definition(case, chunk, features):
+    batch, heads, length, dim, value_dim, seed, causal, padding = case
+    (q, k, v), mask = _inputs(batch, heads, length, dim, value_dim, seed, padding)
+    attn = PerformerAttention(dim, heads, nb_features=features, seed=seed, chunk_size=chunk)
+    fast = attn(q, k, v, causal=causal, key_padding_mask=mask)
+    # the definition: phi(x) = exp(W x' - |x'|^2 / 2) / sqrt(m), no stabiliser at all
+    w = attn.projection
+    xs = lambda x: x * dim**-0.25  # noqa: E731
+    phi = lambda x: torch.exp(xs(x) @ w.T - 0.5 * (xs(x) ** 2).sum(-1, keepdim=True))  # noqa: E731
+    weights = (phi(q) @ phi(k).transpose(-1, -2)) * _visible(length, causal, mask, batch, heads)
+    _agree(fast, _normalised(weights, v), (q, k, v))
+
+
+@SETTINGS
+@given(st.integers(1, 90), st.integers(1, 40), st.booleans(), st.integers(0, 2**16))
+def test_stabilised_scan_equals_the_dense_weighting(length, chunk, jumps, seed):
+    """kernel_attention with Performer's log2-factors (non-decreasing, with large jumps
+    so that chunk levels differ by hundreds) against 2^(f_j - f_i)-weighted kernels."""
+    gen = torch.Generator().manual_seed(seed)
+    phi_q, phi_k = (
+        torch.rand(1, 2, length, 3, generator=gen, dtype=torch.float64) for _ in range(2)
+    )
+    v = torch.randn(1, 2, length, 2, generator=gen, dtype=torch.float64)
+    steps = torch.rand(1, 2, length, generator=gen, dtype=torch.float64) * (200.0 if jumps else 1.0)
+    factor = steps.cumsum(dim=-1)
+    inputs = [t.requires_grad_() for t in (phi_q, phi_k, v)]
+    fast = kernel_attention(phi_q, phi_k, v, causal=True, chunk_size=chunk, k_factor=factor)
+    tril = torch.ones(length, length, dtype=torch.bool).tril()
+    diff = (factor[..., None, :] - factor[..., :, None]).masked_fill(~tril, -torch.inf)
+    _agree(fast, _normalised((phi_q @ phi_k.transpose(-1, -2)) * 2.0**diff, v), inputs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_performer_stays_finite_when_key_levels_climb(dtype):
+    """Keys whose norms grow along the sequence push the running level up by far more
+    than exp can bear; every factor the scan applies is <= 1, so nothing overflows, and
+    the output matches the oracle identity (computed stably in float64)."""
+    length, dim = 300, 8
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 1, length, dim, generator=gen, dtype=torch.float64)
+    k = torch.randn(1, 1, length, dim, generator=gen, dtype=torch.float64)
+    k = k * torch.linspace(1.0, 40.0, length, dtype=torch.float64)[:, None]
+    v = torch.randn(1, 1, length, dim, generator=gen, dtype=torch.float64)
+    spec = registry.get_method("performer")
+    attn = PerformerAttention(dim, 1, nb_features=16, chunk_size=32)
+    out = attn(q.to(dtype), k.to(dtype), v.to(dtype), causal=True)
+    assert torch.isfinite(out).all()
+    ref = spec.oracle_reference(attn, q, k, v, causal=True, key_padding_mask=None)
+    assert (out.double() - ref).abs().max().item() < (1e-4 if dtype == torch.float32 else 1e-9)
+
+
+# --------------------------------------------------------------------------------------
+# Blocked band: local window and the banded kernel
+
+
+@SETTINGS
+@given(shapes(), st.integers(1, 80))
+def test_local_window_blocked_band_is_the_definition(case, window):
+    batch, heads, length, dim, value_dim, seed, causal, padding = case
+    (q, k, v), mask = _inputs(batch, heads, length, dim, value_dim, seed, padding)
+    fast = LocalWindowAttention(dim, heads, window=window)(
+        q, k, v, causal=causal, key_padding_mask=mask
+    )
+    i = torch.arange(length)
+    band = (i[:, None] - i[None, :]).abs() < window
+    allowed = band & _visible(length, causal, mask, batch, heads)
+    _agree(fast, _masked_softmax(q @ k.transpose(-1, -2) / math.sqrt(dim), allowed, v), (q, k, v))
+
+
+@SETTINGS
+@given(
+    st.integers(1, 3),
+    st.integers(1, 60),
+    st.integers(0, 20),
+    st.integers(0, 20),
+    st.integers(1, 30),
+    st.integers(0, 4),
+    st.booleans(),
+    st.integers(0, 2**16),
+)
+def test_banded_kernel_is_the_dense_band(items, length, left, right, block, codes, ok, seed):
+    """Any band, block size, code alphabet and key validity, with and without lse."""
+    gen = torch.Generator().manual_seed(seed)
+    q, k = (torch.randn(items, length, 3, generator=gen, dtype=torch.float64) for _ in range(2))
+    v = torch.randn(items, length, 2, generator=gen, dtype=torch.float64)
+    inputs = [t.requires_grad_() for t in (q, k, v)]
+    key_ok = torch.rand(items, length, generator=gen) < 0.7 if ok else None
+    q_code = k_code = None
+    if codes:
+        q_code = torch.randint(0, codes, (items, length), generator=gen)
+        k_code = torch.randint(0, codes, (items, length), generator=gen)
+    out, lse = banded_attention(
+        q, k, v, left=left, right=right, block=block, scale=0.7, key_ok=key_ok,
+        q_code=q_code, k_code=k_code, with_lse=True,
+    )  # fmt: skip
+    plain, _ = banded_attention(
+        q, k, v, left=left, right=right, block=block, scale=0.7, key_ok=key_ok,
+        q_code=q_code, k_code=k_code,
+    )  # fmt: skip
+    i = torch.arange(length)
+    gap = i[None, :] - i[:, None]  # key minus query
+    allowed = ((gap >= -left) & (gap <= right))[None].expand(items, -1, -1)
+    if key_ok is not None:
+        allowed = allowed & key_ok[:, None, :]
+    if codes:
+        allowed = allowed & (q_code[:, :, None] == k_code[:, None, :])
+    scores = 0.7 * q @ k.transpose(-1, -2)
+    _agree(out, _masked_softmax(scores, allowed, v), inputs)
+    _agree(plain, _masked_softmax(scores, allowed, v), inputs)
+    want = torch.logsumexp(scores.masked_fill(~allowed, -torch.inf), dim=-1)
+    assert torch.equal(torch.isinf(lse), torch.isinf(want))
+    finite = torch.isfinite(want)
+    assert (lse[finite] - want[finite]).abs().max().item() <= TOL if finite.any() else True
+
+
+# --------------------------------------------------------------------------------------
+# LSH: factorised hashing, sorted chunks
+
+
+@given(st.integers(1, 2**20), st.integers(1, 512))
+@settings(max_examples=200, derandomize=True, database=None)
+def test_bucket_counts_are_powers_of_two_in_small_levels(length, bucket_size):
+    buckets = number_of_buckets(length, bucket_size)
+    assert buckets & (buckets - 1) == 0
+    assert buckets == 1 if length <= bucket_size else buckets >= 2
+    if length > bucket_size:  # nearest power of two in log scale
+        assert abs(math.log2(buckets) - math.log2(length / bucket_size)) <= 0.5 or buckets == 2
+    levels = bucket_levels(buckets)
+    assert math.prod(levels) == buckets
+    assert all(2 <= f <= 2**MAX_LEVEL_BITS for f in levels)
+    assert max(levels, default=0) <= 2 * min(levels, default=0)  # as even as possible
+
+
+def test_hashing_is_angular_and_splits_the_buckets():
+    """Bucket ids depend on the direction only, cover the whole range, and the
+    directions cost O(log n_buckets), not O(n_buckets)."""
+    attn = LSHAttention(16, 1, n_hashes=3, bucket_size=4, seed=5)
+    x = torch.randn(4096, 16, dtype=torch.float64)
+    rot, buckets = attn.rotations(16, 4096)
+    assert buckets == 1024 and rot.shape == (3, 16, sum(f // 2 for f in bucket_levels(1024)))
+    ids = lsh_buckets(x, rot, buckets)
+    assert ids.shape == (3, 4096) and ids.min() >= 0 and ids.max() < buckets
+    assert torch.equal(ids, lsh_buckets(3.5 * x, rot, buckets))
+    assert len(ids[0].unique()) > buckets // 2  # random directions reach most buckets
+
+
+@SETTINGS
+@given(shapes(max_length=60), st.integers(1, 24), st.integers(1, 3))
+def test_lsh_sorted_chunks_are_the_counted_definition(case, bucket_size, rounds):
+    """Against the definition written out here: per round, sort items by (bucket,
+    position, key first); query i sees key j of its bucket within 2 * bucket_size items
+    of it in that order (before it when causal); softmax over the multiset of finds."""
+    batch, heads, length, dim, value_dim, seed, causal, padding = case
+    (q, k, v), mask = _inputs(batch, heads, length, dim, value_dim, seed, padding)
+    attn = LSHAttention(dim, heads, n_hashes=rounds, bucket_size=bucket_size, seed=seed)
+    fast = attn(q, k, v, causal=causal, key_padding_mask=mask)
+    rot, buckets = attn.rotations(dim, length)
+    qb, kb = lsh_buckets(q.detach(), rot, buckets), lsh_buckets(k.detach(), rot, buckets)
+    counts = torch.zeros(batch, heads, length, length, dtype=torch.float64)
+    width = 2 * bucket_size
+    for r in range(rounds):
+        rank = torch.argsort(sorted_order(qb[r], kb[r]), dim=-1)
+        gap = rank[..., None, :length] - rank[..., length:, None]  # key rank - query rank
+        found = (gap >= -width) & (gap <= (0 if causal else width))
+        counts += (found & (qb[r][..., :, None] == kb[r][..., None, :])).double()
+    allowed = (counts > 0) & _visible(length, False, mask, batch, heads)
+    if causal:  # implied by the sort within a bucket; stated to check it
+        assert not (allowed & ~torch.ones(length, length, dtype=torch.bool).tril()).any()
+    scores = q @ k.transpose(-1, -2) / math.sqrt(dim) + torch.log(counts.clamp_min(1e-300))
+    _agree(fast, _masked_softmax(scores, allowed, v), (q, k, v))
+
+
+def test_lsh_is_exact_with_one_bucket_and_a_wide_window():
+    gen = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, 2, 40, 8, generator=gen, dtype=torch.float64) for _ in range(3))
+    attn = LSHAttention(8, 2, n_hashes=2, bucket_size=40)
+    for causal in (False, True):
+        allowed = _visible(40, causal, None, 2, 2)
+        want = _masked_softmax(q @ k.transpose(-1, -2) / math.sqrt(8), allowed, v)
+        assert (attn(q, k, v, causal=causal) - want).abs().max() < TOL
+
+
+def test_lsh_cost_is_linear_up_to_logs():
+    spec = registry.get_method("lsh")
+    small, large = (spec.cost(CostQuery(n, 128, hp=spec.hyperparameters)) for n in (2**12, 2**16))
+    assert math.log(large.flops / small.flops) / math.log(16) < 1.1
+    assert math.log(large.working_bytes / small.working_bytes) / math.log(16) < 1.1
+
+
+# --------------------------------------------------------------------------------------
+# Linformer: pooling by segment sums
+
+
+@SETTINGS
+@given(shapes(), st.integers(1, 80))
+def test_linformer_segment_sums_are_the_projection(case, proj_len):
+    batch, heads, length, dim, value_dim, seed, _, padding = case
+    (q, k, v), mask = _inputs(batch, heads, length, dim, value_dim, seed, padding)
+    sk, sv, counts = block_sums(k, v, mask, proj_len)
+    pk, pv, dense_counts = pooled_keys_values(k, v, mask, proj_len)
+    assert torch.equal(counts.expand_as(dense_counts), dense_counts)
+    safe = counts.clamp_min(1)[..., None]
+    assert (sk / safe - pk).abs().max() <= TOL and (sv / safe - pv).abs().max() <= TOL
+    fast = LinformerAttention(dim, heads, proj_len=proj_len)(q, k, v, key_padding_mask=mask)
+    scores = (
+        q @ pk.transpose(-1, -2) / math.sqrt(dim)
+        + torch.log(dense_counts.clamp_min(1e-300))[:, :, None]
+    )
+    allowed = (dense_counts > 0)[:, :, None, :].expand_as(scores)
+    _agree(fast, _masked_softmax(scores, allowed, pv), (q, k, v))
