@@ -17,7 +17,7 @@ from torch import Tensor
 
 from impls.attention._validation import check_attention_inputs
 
-__all__ = ["sdpa_attention"]
+__all__ = ["masked_sdpa", "sdpa_attention"]
 
 
 def sdpa_attention(
@@ -30,6 +30,15 @@ def sdpa_attention(
 ) -> Tensor:
     """Exact attention through torch's fused kernels (see the module docstring)."""
     check_attention_inputs(q, k, v, causal=causal, key_padding_mask=key_padding_mask, method="sdpa")
+    return masked_sdpa(q, k, v, causal=causal, key_padding_mask=key_padding_mask)
+
+
+def masked_sdpa(
+    q: Tensor, k: Tensor, v: Tensor, *, causal: bool, key_padding_mask: Tensor | None
+) -> Tensor:
+    """The SDPA call of :func:`sdpa_attention` on checked inputs: a boolean mask for key
+    padding, rows without a visible key zeroed. Whichever kernel torch selects (or the one
+    a surrounding ``sdpa_kernel`` context pins) runs it."""
     if key_padding_mask is None:
         return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     lq, lk = q.shape[2], k.shape[2]
