@@ -563,3 +563,14 @@ def leaderboard(session: nox.Session) -> None:
     if not {"--quick", "--merge", "--help", "-h"} & set(session.posargs):
         env.run("python", "-m", "harness", "fetch-data", "ml-1m")
     env.run("python", "-m", "harness", "leaderboard", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def gpu(session: nox.Session) -> None:
+    """The one prepared device run, for a bare CUDA machine: installs the project (torch
+    from ``LISA_BENCH_TORCH``, default the registry's CUDA build on Linux; the ``gpu``
+    extra brings triton and xformers), then ``python -m harness gpu-run``: the Triton
+    kernel tests compiled on the GPU, the attention grid to L = 65,536 for every method
+    and to 2^18 for the linear-time ones, all under ``results/gpu/`` within an 8-minute
+    budget. Extra arguments go to ``gpu-run`` (``-- --dry-run`` prints the plan)."""
+    project_env(session).run("python", "-m", "harness", "gpu-run", *session.posargs)

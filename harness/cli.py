@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "harness.commands.seqrec",
     "harness.commands.leaderboard",
     "harness.commands.conformance",
+    "harness.commands.gpu_run",
 )
 
 

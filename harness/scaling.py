@@ -94,9 +94,20 @@ def exponent_is_reportable(
     return exponent_problem(sizes, values, min_points=min_points, min_span=min_span) is None
 
 
-def format_exponent(fit: Sequence[float | None] | None) -> str:
-    """``"1.02 [0.95, 1.10]"`` (95% interval); ``"1.02 (2 points, no interval)"``; ``"-"``."""
+def format_exponent(
+    fit: Sequence[float | None] | None,
+    *,
+    sizes: Sequence[float] | None = None,
+    values: Sequence[float | None] | None = None,
+) -> str:
+    """``"1.02 [0.95, 1.10]"`` (95% interval); ``"1.02 (2 points, no interval)"``; ``"-"``.
+
+    With ``sizes`` (and the ``values`` the fit used) the reporting rule applies too: a fit
+    over fewer than ``MIN_POINTS`` usable sizes or a span under ``MIN_SPAN`` is ``"-"``
+    (:func:`exponent_problem` says why, for a tooltip or a footnote)."""
     if fit is None:
+        return "-"
+    if sizes is not None and not exponent_is_reportable(sizes, values):
         return "-"
     slope, low, high = fit
     if low is None or high is None:

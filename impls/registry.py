@@ -33,7 +33,6 @@ import dataclasses
 import importlib
 import importlib.metadata
 import importlib.util
-import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -221,10 +220,49 @@ def _xformers_availability() -> tuple[bool, str]:
     return check()
 
 
+def _sdpa_backend_availability(name: str):
+    def check() -> tuple[bool, str]:
+        from impls.attention.sdpa_backends import availability
+
+        return availability(name)
+
+    return check
+
+
 def _lisa_availability() -> tuple[bool, str]:
     if importlib.util.find_spec("impls.attention.lisa_operator") is None:
         return False, "impls.attention.lisa_operator is missing"
     return True, ""
+
+
+_HALF_AND_F32 = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def _fused_exact(
+    name: str,
+    function: str,
+    summary: str,
+    paper: str,
+    capabilities: Capabilities | None = None,
+    availability: Callable[[], tuple[bool, str]] = _always,
+) -> MethodSpec:
+    """An exact attention through a fused kernel (``function``: "module:attr"): the
+    oracle's output to dtype rounding, memory linear in L."""
+    module, attr = function.split(":")
+    return MethodSpec(
+        name=name,
+        cost=_cost_ref("impls.attention.exact", "fused_exact_cost"),
+        factory=_fn_factory(module, attr),
+        exact=True,
+        summary=summary,
+        paper=paper,
+        capabilities=capabilities or Capabilities(),
+        memory_exponent=1.0,
+        oracle_identity="equals the oracle to dtype rounding (always)",
+        oracle_reference=_ref_exact,
+        permutation_equivariant=True,
+        availability=availability,
+    )
 
 
 def builtin_methods() -> tuple[MethodSpec, ...]:
@@ -242,33 +280,40 @@ def builtin_methods() -> tuple[MethodSpec, ...]:
             oracle_reference=_ref_exact,
             permutation_equivariant=True,
         ),
-        MethodSpec(
-            name="sdpa",
-            cost=_cost_ref("impls.attention.exact", "fused_exact_cost"),
-            factory=_fn_factory("impls.attention.sdpa", "sdpa_attention"),
-            exact=True,
-            summary="torch.nn.functional.scaled_dot_product_attention",
-            paper="Dao et al. 2022 (flash), Rabe & Staats 2021 (mem-efficient)",
-            memory_exponent=1.0,
-            oracle_identity="equals the oracle to dtype rounding (always)",
-            oracle_reference=_ref_exact,
-            permutation_equivariant=True,
+        _fused_exact(
+            "sdpa",
+            "impls.attention.sdpa:sdpa_attention",
+            "torch.nn.functional.scaled_dot_product_attention",
+            "Dao et al. 2022 (flash), Rabe & Staats 2021 (mem-efficient)",
         ),
-        MethodSpec(
-            name="xformers_mea",
-            cost=_cost_ref("impls.attention.exact", "fused_exact_cost"),
-            factory=_fn_factory("impls.attention.xformers_mea", "xformers_attention"),
-            exact=True,
-            summary="xformers memory_efficient_attention (LowerTriangularMask for causal)",
-            paper="Rabe & Staats 2021",
-            capabilities=Capabilities(
-                dtypes=(torch.float16, torch.bfloat16, torch.float32), devices=("cuda",)
+        _fused_exact(
+            "xformers_mea",
+            "impls.attention.xformers_mea:xformers_attention",
+            "xformers memory_efficient_attention (LowerTriangularMask for causal)",
+            "Rabe & Staats 2021",
+            Capabilities(dtypes=_HALF_AND_F32, devices=("cuda",)),
+            _xformers_availability,
+        ),
+        _fused_exact(
+            "sdpa_flash",
+            "impls.attention.sdpa_backends:sdpa_flash_attention",
+            "SDPA pinned to its FlashAttention-2 kernel (CUDA, fp16/bf16, no mask)",
+            "Dao 2023",
+            Capabilities(
+                key_padding=False,
+                dtypes=(torch.float16, torch.bfloat16),
+                devices=("cuda",),
+                max_head_dim=256,
             ),
-            memory_exponent=1.0,
-            oracle_identity="equals the oracle to dtype rounding (always)",
-            oracle_reference=_ref_exact,
-            permutation_equivariant=True,
-            availability=_xformers_availability,
+            _sdpa_backend_availability("sdpa_flash"),
+        ),
+        _fused_exact(
+            "sdpa_efficient",
+            "impls.attention.sdpa_backends:sdpa_efficient_attention",
+            "SDPA pinned to its memory-efficient kernel (CUDA)",
+            "Rabe & Staats 2021",
+            Capabilities(dtypes=_HALF_AND_F32, devices=("cuda",)),
+            _sdpa_backend_availability("sdpa_efficient"),
         ),
         MethodSpec(
             name="lisa_kmeans",
@@ -303,7 +348,8 @@ def builtin_methods() -> tuple[MethodSpec, ...]:
             cost=_cost_ref("impls.attention.linear", "analytic_cost"),
             factory=_cls_factory("impls.attention.linear", "LinearAttention"),
             exact=False,
-            summary="linear attention, elu+1 features, causal by chunked prefix sums",
+            summary="linear attention, elu+1 features, causal by the chunk-parallel scan "
+            "(batched chunk states, prefix over chunks, masked intra-chunk GEMM)",
             paper="Katharopoulos et al. 2020",
             time_exponent=1.0,
             memory_exponent=1.0,
@@ -317,7 +363,8 @@ def builtin_methods() -> tuple[MethodSpec, ...]:
             cost=_cost_ref("impls.attention.performer", "analytic_cost"),
             factory=_cls_factory("impls.attention.performer", "PerformerAttention"),
             exact=False,
-            summary="FAVOR+ positive orthogonal random features, causal by prefix sums",
+            summary="FAVOR+ positive orthogonal random features, causal by the "
+            "chunk-parallel scan with per-chunk stabiliser levels",
             paper="Choromanski et al. 2021",
             time_exponent=1.0,
             memory_exponent=1.0,
@@ -333,7 +380,8 @@ def builtin_methods() -> tuple[MethodSpec, ...]:
             cost=_cost_ref("impls.attention.local_window", "analytic_cost"),
             factory=_cls_factory("impls.attention.local_window", "LocalWindowAttention"),
             exact=False,
-            summary="sliding-window attention, |i-j| < window (causal: i-window < j <= i)",
+            summary="sliding-window attention, |i-j| < window (causal: i-window < j <= i), "
+            "blocked: window-sized query blocks against their own and neighbour key blocks",
             paper="Beltagy et al. 2020 (Longformer), local attention",
             capabilities=Capabilities(same_length=True),
             time_exponent=1.0,
@@ -350,14 +398,14 @@ def builtin_methods() -> tuple[MethodSpec, ...]:
             cost=_cost_ref("impls.attention.lsh", "analytic_cost"),
             factory=_cls_factory("impls.attention.lsh", "LSHAttention"),
             exact=False,
-            summary="Reformer-style angular-LSH buckets, sliding window over the "
-            "bucket-sorted sequence, rounds merged by log-sum-exp",
+            summary="Reformer-style factorised angular-LSH buckets, bucket-sorted sequence "
+            "in chunks (own and previous chunk, window-masked), rounds merged by log-sum-exp",
             paper="Kitaev et al. 2020 (Reformer)",
             capabilities=Capabilities(same_length=True),
-            # hashing onto n_buckets ~ L / bucket_size directions is O(L^2 d / b): small
-            # next to the window attention below L ~ 10^4, dominant beyond (as in Reformer)
-            time_exponent=2.0,
-            memory_exponent=2.0,
+            # factorised hashing (levels of <= 16 buckets) is O(L d log L), the sort
+            # O(L log L), the chunked attention O(L b d): linear up to log factors
+            time_exponent=1.0,
+            memory_exponent=1.0,
             oracle_identity="always: the oracle with bias log(count_ij) (rounds in which "
             "query i finds key j); exact when bucket_size >= L",
             oracle_reference=_ref_lsh,
@@ -370,7 +418,8 @@ def builtin_methods() -> tuple[MethodSpec, ...]:
             cost=_cost_ref("impls.attention.linformer", "analytic_cost"),
             factory=_cls_factory("impls.attention.linformer", "LinformerAttention"),
             exact=False,
-            summary="Linformer with mean-pooling length projection; bidirectional only",
+            summary="Linformer with the paper's mean-pooling length projection (E = F), "
+            "pooled by segment sums; bidirectional only",
             paper="Wang et al. 2020",
             capabilities=Capabilities(causal=False),
             time_exponent=1.0,
@@ -712,11 +761,3 @@ def format_table(specs: Sequence[MethodSpec], *, verbose: bool = False) -> str:
             ]
         lines.append("(-v: every column, sources and oracle identities)")
     return "\n".join(lines)
-
-
-def signature_of(spec: MethodSpec) -> str:
-    """Human-readable factory signature (for error messages and docs)."""
-    try:
-        return str(inspect.signature(spec.factory))
-    except (TypeError, ValueError):
-        return "(...)"

@@ -9,12 +9,13 @@ collects one result row per case. The file is not under ``tests/`` and not named
 Every case runs in the isolated worker (``harness.runner``): validated first, then one
 untimed warm-up call and between 3 and ``repeats`` timed calls (fewer than ``repeats``
 when a call takes longer than ``budget_s / repeats``), then one call under the memory
-profiler. The worker's samples are handed to pytest-benchmark as the rounds of the
-case's ``benchmark`` fixture, so its statistics, ``--benchmark-autosave`` and
-``--benchmark-compare`` see the isolated timings. A case that crashes, hangs, runs out
-of memory or fails validation is a row with that status; the run goes on. Each finished
-row is appended to the run's journal before the next case starts; a case already in the
-journal (``--resume``) is not measured again.
+profiler; given the run's peaks (measured once per run in the same worker), the row is
+placed on the roofline (``harness.measure_peaks``). The worker's samples are handed to
+pytest-benchmark as the rounds of the case's ``benchmark`` fixture, so its statistics,
+``--benchmark-autosave`` and ``--benchmark-compare`` see the isolated timings. A case
+that crashes, hangs, runs out of memory or fails validation is a row with that status;
+the run goes on. Each finished row is appended to the run's journal before the next case
+starts; a case already in the journal (``--resume``) is not measured again.
 """
 
 from __future__ import annotations
@@ -50,12 +51,14 @@ class BenchPlugin:
         runner: IsolatedRunner | None = None,
         journal: RunJournal | None = None,
         validate: bool = True,
+        peaks: dict | None = None,
     ):
         if runner is None:
             raise ValueError("BenchPlugin needs an IsolatedRunner (runner=...)")
         self.runner = runner
         self.journal = journal
         self.validate = validate
+        self.peaks = peaks or {}  # {dtype name: harness.measure_peaks.Peaks}
         self.plan = plan
         self.repeats = repeats
         self.budget_s = budget_s
@@ -177,6 +180,7 @@ def test_bench_case(benchmark, bench_case, request):
             repeats=plugin.repeats,
             budget_s=plugin.budget_s,
             validate=plugin.validate,
+            peaks=plugin.peaks,
         )
         row = outcome.value if outcome.ok else _failed_row(plugin, bench_case, outcome)
         row["case_wall_s"] = outcome.seconds  # the whole isolated call, checks included

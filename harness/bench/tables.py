@@ -3,7 +3,10 @@
 Rows are the dicts of :func:`harness.workloads.attention.run_case` (method, L, mode,
 pass, median_s, q1_s, q3_s, runs, peak_bytes, analytic_bytes, status). Ratios are taken
 against exact attention measured in the same run: speed-up = baseline time / row time
-(> 1: faster than the baseline), memory ratio = row peak / baseline peak.
+(> 1: faster than the baseline), memory ratio = row peak / baseline peak. Rows with an
+analytic cost also show what it achieved (GFLOP/s, GB/s) and, when the run measured this
+machine's peaks, their fraction of the roofline (``harness.measure_peaks``; the bound,
+memory or compute, beside it).
 
 Comparison with a previous run (same machine fingerprint and config hash) marks a time
 change only when it is beyond run-to-run noise (:data:`COMPARISON_RULE`): the ratio of
@@ -37,6 +40,7 @@ __all__ = [
     "compare_runs",
     "render_comparison",
     "render_memray",
+    "render_peaks",
     "render_summary",
     "render_tables",
     "row_key",
@@ -98,6 +102,36 @@ def _fmt_ratio(x):
     return "-" if x is None else f"{x:.2f}x"
 
 
+def _fmt_rate(x):
+    """A rate with three significant digits and no exponent (GFLOP/s, GB/s)."""
+    if x is None:
+        return "-"
+    if x >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.{max(0, 2 - math.floor(math.log10(x)))}f}" if x > 0 else "0"
+
+
+def _fmt_roofline(row: dict) -> str:
+    fraction = row.get("roofline_fraction")
+    if fraction is None:
+        return "-"
+    return f"{100 * fraction:.1f}%" + (f", {row['bound']}" if row.get("bound") else "")
+
+
+def render_peaks(peaks: dict, error: str | None = None) -> str:
+    """One line per measured dtype: this machine's peaks (``harness.measure_peaks``), or
+    why they are missing (the rows then have no roofline fraction)."""
+    if error:
+        return f"peaks: not measured ({error}); rows have no roofline fraction"
+    lines = []
+    for dtype, p in peaks.items():
+        lines.append(
+            f"peaks ({dtype}): {p['gflops']:,.1f} GFLOP/s, {p['gbps']:,.1f} GB/s, ridge "
+            f"{p['ridge_flops_per_byte']:.1f} FLOP/byte ({p['method']}; {p['seconds']:.1f} s)"
+        )
+    return "\n".join(lines) or "peaks: none measured"
+
+
 def table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
     """A plain fixed-width table (header, dashes, one line per row), cells as given."""
     return tabulate(lines, headers=header, tablefmt="simple", disable_numparse=True)
@@ -112,11 +146,17 @@ def render_tables(
     changes: dict | None = None,
 ) -> str:
     """One table per (mode, pass) of the family: median, IQR, peak memory, analytic
-    bytes, speed-up and memory ratio against the baseline and the oracle, status."""
+    bytes, speed-up and memory ratio against the baseline and the oracle, status; where
+    the rows have an analytic cost also achieved GFLOP/s, GB/s and the fraction of the
+    roofline (with the bound)."""
     by_key = {row_key(r): r for r in rows}
     changes = changes or {}
     blocks = []
     for mode, pass_ in _groups(rows):
+        mine = [
+            r for r in rows if (r.get("mode", "causal"), r.get("pass", "forward")) == (mode, pass_)
+        ]
+        roof = any(r.get("achieved_gflops") is not None for r in mine)
         header = (
             "method",
             "L",
@@ -128,17 +168,21 @@ def render_tables(
             f"mem vs {baseline}",
             f"speed-up vs {oracle}",
             f"mem vs {oracle}",
+            *(("GFLOP/s", "GB/s", "% roofline") if roof else ()),
             "vs previous",
             "status",
         )
         lines = []
-        for r in rows:
-            if (r.get("mode", "causal"), r.get("pass", "forward")) != (mode, pass_):
-                continue
+        for r in mine:
             base = by_key.get(row_key({**r, "method": baseline}), {})
             orc = by_key.get(row_key({**r, "method": oracle}), {})
             t, m = r.get("median_s"), r.get("peak_bytes")
             iqr = "-" if t is None else f"{_fmt_time(r['q1_s'])}..{_fmt_time(r['q3_s'])}"
+            rates = (
+                _fmt_rate(r.get("achieved_gflops")),
+                _fmt_rate(r.get("achieved_gbps")),
+                _fmt_roofline(r),
+            )
             lines.append(
                 (
                     r["method"],
@@ -151,6 +195,7 @@ def render_tables(
                     _fmt_ratio(_ratio(m, base.get("peak_bytes"))),
                     _fmt_ratio(_ratio(orc.get("median_s"), t)),
                     _fmt_ratio(_ratio(m, orc.get("peak_bytes"))),
+                    *(rates if roof else ()),
                     changes.get(row_key(r), {}).get("text", "-"),
                     r["status"],
                 )

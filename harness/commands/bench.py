@@ -5,14 +5,18 @@ method and the LISA operator rows, batch 1, dim 128, forward and forward+backwar
 and bidirectional) through pytest-benchmark, quick grid L = 256, 1,024, 4,096 by default
 and ``--full`` for L = 256 .. 65,536. Prints one table per mode and pass with median time,
 IQR, peak memory, analytic bytes, speed-up and memory ratio against SDPA and the oracle
-measured in the same run; then the fitted exponents of time and memory against L with
-95% intervals and the crossover lengths. Writes the results JSON (machine fingerprint,
-config hash, library versions; atomically), log-log PNG plots, and compares with the
-previous run of the same config on the same machine, marking changes beyond noise.
+measured in the same run, achieved GFLOP/s and GB/s and the fraction of this machine's
+roofline (peak FLOP/s of a large matmul and bandwidth of a streaming copy, measured once
+per run in the worker that times the cases: docs/roofline.md); then the fitted exponents
+of time and memory against L with 95% intervals and the crossover lengths. Writes the
+results JSON (machine fingerprint, config hash, library versions, the measured peaks;
+atomically), log-log PNG plots and a roofline plot, and compares with the previous run of
+the same config on the same machine, marking changes beyond noise.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import json
 import sys
@@ -23,6 +27,7 @@ from pathlib import Path
 import torch
 
 from harness.bench import tables as bench_report
+from harness.measure_peaks import Peaks, with_roofline
 from harness.results import config_hash, machine_fingerprint, write_json_atomic
 from harness.runner.cli import add_isolation_arguments, limits_from_args, machine_load
 from harness.runner.journal import JournalError, OutputLock, RunJournal, partial_path
@@ -72,11 +77,14 @@ def register(subparsers) -> None:
         "methods` lists the registry, plus the operator rows 'lisa W=16' and 'lisa W=128')",
     )
     p.add_argument(
-        "--method",
+        "--plugin",
         action="append",
         default=[],
         metavar="MODULE:ATTR",
-        help="add an unpublished registry method (repeatable)",
+        help="add an unpublished registry method (repeatable; the same flag on every command)",
+    )
+    p.add_argument(  # the old spelling, kept working
+        "--method", action="append", dest="plugin", help=argparse.SUPPRESS
     )
     p.add_argument(
         "--modes",
@@ -129,7 +137,7 @@ def register(subparsers) -> None:
         default=None,
         help=f"results JSON (default {DEFAULT_OUTPUT} for the default grid, "
         "results/attention-scaling-<config hash>.json for a narrowed one (other --lengths, "
-        "--full, --methods, --method, --modes or --passes), results/graph-scaling.json for "
+        "--full, --methods, --plugin, --modes or --passes), results/graph-scaling.json for "
         "--family graph)",
     )
     p.add_argument(
@@ -215,7 +223,7 @@ def is_default_grid(args, lengths) -> bool:
     return (
         sorted(set(lengths)) == sorted(workload.QUICK_LENGTHS)
         and args.methods is None
-        and not args.method
+        and not args.plugin
         and set(args.modes) == set(workload.MODES)
         and set(args.passes) == set(workload.PASSES)
     )
@@ -281,7 +289,7 @@ def _run(args, lengths: list[int]) -> int:
     except ImportError as error:
         print(f"bench needs pytest and pytest-benchmark (the dev extra): {error}", file=sys.stderr)
         return 2
-    from harness.runner.attention_tasks import load_plan
+    from harness.runner.attention_tasks import load_plan, measure_peaks_in
     from harness.runner.isolation import IsolatedRunner
 
     device = torch.device(args.device)
@@ -294,7 +302,7 @@ def _run(args, lengths: list[int]) -> int:
                 modes=args.modes,
                 passes=args.passes,
                 device=device.type,
-                extra=args.method,
+                extra=args.plugin,
             )
         except ValueError as error:
             print(f"bench: {error}", file=sys.stderr)
@@ -336,6 +344,9 @@ def _run(args, lengths: list[int]) -> int:
         args.load = machine_load(args.threads)
         if args.load["warning"]:
             print(f"warning: {args.load['warning']}", file=sys.stderr)
+        args.peaks, args.peaks_error = measure_peaks_in(
+            runner, device.type, [v.dtype for v in plan.variants]
+        )
         try:
             with OutputLock(output):
                 journal = RunJournal(output, cfg_hash, resume=args.resume)
@@ -350,6 +361,7 @@ def _run(args, lengths: list[int]) -> int:
                     progress=not args.no_progress,
                     runner=runner,
                     journal=journal,
+                    peaks=args.peaks,
                 )
                 started = time.perf_counter()
                 code, rows = run_plan(plugin, pytest_benchmark_args(args))
@@ -369,6 +381,10 @@ def _run(args, lengths: list[int]) -> int:
 def _report(args, plan, plugin, rows, code, wall, config, machine, output, journal) -> int:
     """Tables, plots and the result document of a finished or interrupted run."""
     cfg_hash, machine_hash = config_hash(config), config_hash(machine)
+    peaks: dict[str, Peaks] = getattr(args, "peaks", None) or {}
+    peaks_error = getattr(args, "peaks_error", None)
+    # every row against this run's peaks (rows of a resumed run's journal included)
+    rows = [with_roofline(r, peaks.get(r.get("dtype", "float32"))) for r in rows]
     history = Path(args.history_dir) / f"attention-{machine_hash}-{cfg_hash}.json"
     previous = _load(history)
     done = {workload.Case(r["method"], r["L"], r["mode"], r["pass"], r["device"]).id for r in rows}
@@ -381,6 +397,7 @@ def _report(args, plan, plugin, rows, code, wall, config, machine, output, journ
     summary = bench_report.summarise(
         rows, baseline=workload.BASELINE, oracle=workload.ORACLE, expected=expected
     )
+    print(bench_report.render_peaks({k: p.as_dict() for k, p in peaks.items()}, peaks_error))
     print(
         bench_report.render_tables(
             rows, baseline=workload.BASELINE, oracle=workload.ORACLE, changes=changes
@@ -391,10 +408,12 @@ def _report(args, plan, plugin, rows, code, wall, config, machine, output, journ
 
     plots: list[str] = []
     if not args.no_plots and complete:
-        from harness.bench.plots import PlotsUnavailable, plot_rows
+        from harness.bench.plots import PlotsUnavailable, plot_roofline, plot_rows
 
         try:
             plots = [str(p) for p in plot_rows(rows, args.plots_dir, family="attention")]
+            roof = plot_roofline(rows, peaks, args.plots_dir, family="attention")
+            plots += [str(roof)] if roof is not None else []
         except PlotsUnavailable as error:
             print(f"\n{error}", file=sys.stderr)
 
@@ -412,6 +431,8 @@ def _report(args, plan, plugin, rows, code, wall, config, machine, output, journ
         "limits": args.limits.as_dict(),
         "load_at_start": args.load,
         "wall_s": wall,
+        "peaks": {k: p.as_dict() for k, p in peaks.items()},
+        "peaks_error": peaks_error,
         "skipped_methods": plan.skipped_methods,
         "skipped_modes": plan.skipped_modes,
         "rows": rows,

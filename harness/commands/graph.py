@@ -1,14 +1,21 @@
 """``python -m harness graph``: train the HEP model with a sampler x estimator (or
 exhaustively) on a heterogeneous graph and print one JSON record per epoch.
 
-Data: seeded synthetic graph by default (``--edges``); MovieLens-100K + KG with
-``--data movielens --data-dir DIR`` (recbole's atomic files, fetched at set-up; see
-docs/data.md). Example:
+Data: a seeded synthetic graph by default (``--edges``); MovieLens-100K + knowledge graph
+(``--data movielens``) or the MovieLens-1M typed graph (``--data ml-1m``), read from the
+fetch-data cache or ``--data-dir`` (``python -m harness fetch-data ml-100k`` first); your
+own graph with ``--dataset-card CARD.json`` (node tables and per-relation edge lists as
+CSV, TSV or Parquet, or the arrays of a PyG HeteroData as .npz/.safetensors; see "Bring
+your own data" in docs/data.md); or a data set an installed package registers in the
+``lisa_bench.datasets`` entry-point group (``--data NAME``). Examples:
 
     python -m harness graph --sampler type-fusion --estimator self-normalized --budget 32
+    python -m harness graph --dataset-card my-graph/card.json --epochs 2
 
-A run whose training loss becomes NaN or inf stops; its last record has ``"status":
-"diverged: non-finite loss at epoch E step S"`` and the command exits with status 1.
+``--task`` defaults to node classification, or to link prediction for a card whose only
+task is link prediction. A run whose training loss becomes NaN or inf stops; its last
+record has ``"status": "diverged: non-finite loss at epoch E step S"`` and the command
+exits with status 1.
 """
 
 from __future__ import annotations
@@ -51,20 +58,29 @@ def register(subparsers) -> None:
     p.add_argument(
         "--task",
         choices=("node", "link"),
-        default="node",
-        help="node classification (Micro/Macro-F1) or link prediction (ROC-AUC)",
+        default=None,
+        help="node classification (Micro/Macro-F1) or link prediction (ROC-AUC); default: "
+        "node, or link for a data set that has link prediction only",
     )
     p.add_argument(
         "--data",
-        choices=("synthetic", "movielens", "ml-1m"),
-        default="synthetic",
-        help="movielens: ML-100K + KG; ml-1m: MovieLens-1M typed graph (both need --data-dir)",
+        default=None,
+        metavar="NAME",
+        help="synthetic (the default), movielens (ML-100K + KG), ml-1m (MovieLens-1M typed "
+        "graph), or a name registered in the lisa_bench.datasets entry-point group",
+    )
+    p.add_argument(
+        "--dataset-card",
+        default=None,
+        metavar="CARD",
+        help="your own graph: a JSON graph card (node types, relations with their edge-list "
+        "files or a tensors file, the task); see docs/data.md, 'Bring your own data'",
     )
     p.add_argument(
         "--data-dir",
         default=None,
-        help="folder holding ml-100k.{inter,user,item,kg,link} or ml-1m.{inter,item,user} "
-        "(default: the fetch-data cache)",
+        help="--data movielens/ml-1m: the folder holding ml-100k.{inter,user,item,kg,link} or "
+        "ml-1m.{inter,item,user} (default: the fetch-data cache, $LISA_BENCH_DATA/NAME)",
     )
     p.add_argument(
         "--edges", type=int, default=100_000, help="synthetic graph size (generated edges)"
@@ -77,42 +93,84 @@ def register(subparsers) -> None:
         "--seed",
         type=int,
         default=0,
-        help="seed of the synthetic graph, model and sampling (default 0)",
+        help="seed of the synthetic graph, of a card's splits and held-out edges, of the "
+        "model and of sampling (default 0)",
     )
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
 
+BUILTIN_DATA = ("synthetic", "movielens", "ml-1m")
+
+
+def _load_task(args: argparse.Namespace):
+    """(task, None) or (None, error message) for the data the arguments name."""
+    from harness.datasets import (
+        GraphTask,
+        load_graph_card,
+        load_movielens_1m,
+        load_movielens_100k_kg,
+        make_synthetic_graph,
+    )
+    from harness.datasets.registry import DatasetPluginError, load_registered_dataset
+
+    if args.dataset_card is not None:
+        if args.data is not None:
+            return None, "give --data or --dataset-card, not both"
+        try:
+            return load_graph_card(args.dataset_card, seed=args.seed), None
+        except (OSError, ValueError) as exc:
+            return None, str(exc)
+    data = args.data or "synthetic"
+    if data in ("movielens", "ml-1m"):
+        from harness.datasets.cache import data_dir
+
+        name = "ml-100k" if data == "movielens" else "ml-1m"
+        folder = args.data_dir or str(data_dir() / name)
+        if not (Path(folder) / f"{name}.inter").is_file():
+            return None, (
+                f"{folder} has no {name}.inter; run `python -m harness fetch-data "
+                f"{name}` or pass --data-dir (the folder of its atomic files)"
+            )
+        loader = load_movielens_100k_kg if data == "movielens" else load_movielens_1m
+        try:
+            return loader(folder, seed=args.seed), None
+        except ValueError as exc:  # a file that fails its checksum names itself and the fix
+            return None, f"--data {data}: {exc}"
+    if data == "synthetic":
+        return make_synthetic_graph(args.edges, seed=args.seed), None
+    try:
+        return load_registered_dataset(data, seed=args.seed, kinds=(GraphTask,)), None
+    except DatasetPluginError as exc:
+        return None, f"--data {data}: {exc}; built in: {', '.join(BUILTIN_DATA)}"
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from harness.datasets import load_movielens_1m, load_movielens_100k_kg, make_synthetic_graph
     from harness.graph.hep_training import TrainConfig, num_batches, train_graph_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.data in ("movielens", "ml-1m"):
-        from harness.datasets.cache import data_dir
-
-        name = "ml-100k" if args.data == "movielens" else "ml-1m"
-        folder = args.data_dir or str(data_dir() / name)
-        if not (Path(folder) / f"{name}.inter").is_file():
-            print(
-                f"error: {folder} has no {name}.inter; run `python -m harness fetch-data "
-                f"{name}` or pass --data-dir (the folder of its atomic files)",
-                file=sys.stderr,
-            )
-            return 2
-        loader = load_movielens_100k_kg if args.data == "movielens" else load_movielens_1m
-        try:
-            task = loader(folder, seed=args.seed)
-        except ValueError as exc:  # a file that fails its checksum names itself and the fix
-            print(f"error: --data {args.data}: {exc}", file=sys.stderr)
-            return 2
-    else:
-        task = make_synthetic_graph(args.edges, seed=args.seed)
+    task, error = _load_task(args)
+    if error is not None:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.task is None:
+        args.task = "link" if task.labels is None and task.link_relation is not None else "node"
+    if args.task == "node" and task.labels is None:
+        print(
+            f"error: --task node: {task.name} has no node labels; try --task link", file=sys.stderr
+        )
+        return 2
+    if args.task == "link" and task.link_relation is None:
+        print(
+            f"error: --task link: {task.name} has no held-out edges for link prediction",
+            file=sys.stderr,
+        )
+        return 2
     cfg = TrainConfig(
         task=args.task,
         sampler=args.sampler,

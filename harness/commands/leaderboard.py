@@ -3,9 +3,12 @@
 Per method, in this order: the conformance suite (a method that fails gets no speed
 score), error against exact attention on seeded workloads, time and memory on an L grid
 as ratios against SDPA from the same run, fitted exponents, crossover length, and
-downstream HR@10/NDCG@10 of the SASRec-style model. ``--quick``: L = 256..1024, synthetic
-data (or ``--dataset ml-100k``); full: L = 1024..8192, MovieLens-1M at D = 128, max length
-200 (fetch it first: ``python -m harness fetch-data ml-1m``).
+downstream HR@10/NDCG@10 of the SASRec-style model. The speed cases are the bench's
+(batch 1, one head of dim 128, float32, forward), on a named grid of
+``harness.workloads.attention.GRIDS``. ``--quick``: L = 256 .. 16,384 (the float64 oracle
+to 4,096), synthetic data (or ``--dataset ml-100k``); full: L = 256 .. 131,072 for
+linear-time methods, exact ones to 65,536, MovieLens-1M at D = 128, max length 200 (fetch
+it first: ``python -m harness fetch-data ml-1m``).
 
 Writes ``results/leaderboard.{json,md,html}`` (``--output-dir``); ``--merge A.json B.json``
 merges documents from several machines instead of measuring (each is checked against the
@@ -32,9 +35,9 @@ def _config(args):
     cfg = LeaderboardConfig() if args.quick else LeaderboardConfig.full()
     overrides = {
         "lengths": tuple(args.lengths) if args.lengths else None,
-        "dim": args.dim,
         "repeats": args.repeats,
         "dataset": args.dataset,
+        "dataset_card": args.dataset_card,
         "seqrec_dim": args.seqrec_dim,
         "seqrec_max_len": args.max_len,
         "seqrec_epochs": args.epochs,
@@ -62,13 +65,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: --merge: {exc}", file=sys.stderr)
             return 2
     else:
-        for flag in ("dim", "repeats", "seqrec_dim", "max_len", "epochs", "synthetic_users"):
+        for flag in ("repeats", "seqrec_dim", "max_len", "epochs", "synthetic_users"):
             value = getattr(args, flag)
             if value is not None and value < 1:
                 print(
                     f"error: --{flag.replace('_', '-')} must be >= 1, got {value}", file=sys.stderr
                 )
                 return 2
+        if args.dataset is not None and args.dataset_card is not None:
+            print("error: give one of --dataset and --dataset-card, not both", file=sys.stderr)
+            return 2
         if args.lengths and any(n < 2 for n in args.lengths):
             print(f"error: --lengths must all be >= 2, got {args.lengths}", file=sys.stderr)
             return 2
@@ -128,7 +134,10 @@ def _measure(args: argparse.Namespace, cfg, limits) -> int:
     except (FileNotFoundError, ValueError, TypeError) as exc:
         if journal is not None:  # refused before its first row: leave nothing behind
             journal.discard_if_empty()
-        where = f"--dataset {cfg.dataset}: " if isinstance(exc, FileNotFoundError) else ""
+        source = (
+            f"--dataset-card {cfg.dataset_card}" if cfg.dataset_card else f"--dataset {cfg.dataset}"
+        )
+        where = f"{source}: " if isinstance(exc, FileNotFoundError) else ""
         print(f"error: {where}{exc}", file=sys.stderr)
         return 2
     print(to_markdown(doc))
@@ -156,9 +165,17 @@ def register(subparsers) -> None:
         metavar="MODULE:ATTR",
         help="add (and submit) an unpublished registry method (repeatable)",
     )
-    parser.add_argument("--quick", action="store_true", help="small grid, synthetic data")
-    parser.add_argument("--lengths", type=int, nargs="+", default=None, help="the L grid")
-    parser.add_argument("--dim", type=int, default=None, help="head dim for the speed grid")
+    parser.add_argument(
+        "--quick", action="store_true", help="grid leaderboard-quick (L <= 16,384), synthetic data"
+    )
+    parser.add_argument(
+        "--lengths",
+        type=int,
+        nargs="+",
+        default=None,
+        help="your own L grid for the speed cases (the named grid's caps still apply: the "
+        "float64 oracle stops at 4,096)",
+    )
     parser.add_argument(
         "--repeats", type=int, default=None, help="most timed calls per length (default 3; full 5)"
     )
@@ -167,6 +184,13 @@ def register(subparsers) -> None:
         choices=("synthetic", "ml-100k", "ml-1m"),
         default=None,
         help="downstream data (default: synthetic with --quick, else ml-1m)",
+    )
+    parser.add_argument(
+        "--dataset-card",
+        default=None,
+        metavar="FILE",
+        help="downstream data from your own interactions: a JSON dataset card (path, format, "
+        "columns; see docs/data.md, 'Bring your own data')",
     )
     parser.add_argument("--seqrec-dim", type=int, default=None, help="model width D")
     parser.add_argument("--max-len", type=int, default=None, help="sequence window")

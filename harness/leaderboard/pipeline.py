@@ -8,17 +8,25 @@
    status ``n/a`` (their tests live in tests/attention).
 2. **error against exact attention**: relative Frobenius error
    ``|out - exact|_F / |exact|_F`` of the method in float32 against
-   ``reference.exact_attention`` in float64, on two seeded workloads (standard-normal
-   q/k/v; a vocabulary workload where tokens are one of 16 items with fixed embeddings plus
-   noise), batch 2, heads 2, L = 256, d = 32; causal when supported, else bidirectional.
-   Calibrated methods are prepared on a separate seeded draw of the same workload.
-3. **time and memory on an L grid**: forward pass, batch 1, one head of dim ``dim``,
-   float32, causal when supported; median wall time (``harness.measure.time_call``) and
-   peak heap allocated during one call (``peak_memory_bytes``, memray), each divided by
-   SDPA's in the same mode measured in the same run. Layers are timed as layers
-   (batch 1, width ``dim``) against the SDPA adapter layer.
-4. **fitted exponents** of time and memory in L (``harness.scaling.fit_exponent``) and
-   the **crossover length** against SDPA (``crossover_length``).
+   ``reference.exact_attention`` in float64 on the workload's two input distributions
+   (``harness.workloads.attention.draw_inputs``: standard-normal q/k/v, and a vocabulary
+   workload where tokens are one of 16 items with fixed embeddings plus noise) at each of
+   ``ERROR_LENGTHS`` (256 and 1,024), with the workload's batch, heads and head dim
+   (1, 1, 128); causal when supported, else bidirectional. Calibrated methods are
+   prepared on a separate seeded draw of the same distribution.
+3. **time and memory on an L grid**: exactly the bench's cases (``Case(method, L, mode,
+   "forward")`` through ``harness.runner.attention_tasks.measure_case``, one isolated call
+   per case): the same inputs, timer and peak-memory measurement as ``python -m harness
+   bench``, so a leaderboard figure and a bench figure of one case agree. The grid is a
+   named one of ``harness.workloads.attention.GRIDS`` (``leaderboard-quick``: L = 256 ..
+   16,384; ``leaderboard-full``: to 131,072 for linear-time rows, 65,536 for exact ones);
+   the float64 oracle stays at L <= 4,096 (``reference_only``: not part of the headline).
+   Each time and peak is divided by SDPA's in the same mode measured in the same run.
+   Layers are timed as layers (batch 1, width 128) against the SDPA adapter layer.
+4. **fitted exponents** of time and memory in L (``harness.scaling.fit_exponent``), the
+   **crossover length** against SDPA (``crossover_length``) and the **headline**: the
+   ratios at the longest L every compared row reached (``speed["headline"]``,
+   ``doc["headline_length"]``).
 5. **downstream** HR@10 / NDCG@10 (and @5) of the SASRec-style model with this attention
    (``harness.seqrec``), plus its epoch time and training-step peak memory.
 """
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,8 +48,9 @@ from typing import Any
 
 import torch
 
-from harness.leaderboard.store import machine_hash, new_document, rank_rows
+from harness.leaderboard.store import headline_length, machine_hash, new_document, rank_rows
 from harness.results import config_hash, machine_fingerprint
+from harness.workloads.attention import BASELINE, ERROR_LENGTHS, GRIDS, Grid
 
 __all__ = ["LeaderboardConfig", "run_leaderboard", "run_conformance", "select_methods"]
 
@@ -52,13 +62,20 @@ IMPORT_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass
 class LeaderboardConfig:
+    """What a leaderboard run measures. ``grid``: a named grid of
+    ``harness.workloads.attention.GRIDS`` (its lengths, and the caps that keep exact rows
+    and the float64 oracle short); ``lengths``: your own lengths instead, with the named
+    grid's caps. The speed cases are the bench's (the workload's batch, heads, head dim
+    and inputs; forward; float32); ``repeats`` and ``budget_s`` are the bench timer's."""
+
     quick: bool = True
-    lengths: tuple[int, ...] = (256, 512, 1024)
-    dim: int = 64
+    grid: str = "leaderboard-quick"
+    lengths: tuple[int, ...] | None = None
+    error_lengths: tuple[int, ...] = ERROR_LENGTHS
     repeats: int = 3
     budget_s: float = 5.0
-    error_length: int = 256
     dataset: str = "synthetic"
+    dataset_card: str | None = None  # your own interactions instead of ``dataset``
     seqrec_dim: int = 32
     seqrec_max_len: int = 40
     seqrec_epochs: int = 20
@@ -76,7 +93,7 @@ class LeaderboardConfig:
     def full(cls) -> LeaderboardConfig:
         return cls(
             quick=False,
-            lengths=(1024, 2048, 4096, 8192),
+            grid="leaderboard-full",
             repeats=5,
             budget_s=20.0,
             dataset="ml-1m",
@@ -86,12 +103,25 @@ class LeaderboardConfig:
             seqrec_patience=5,
         )
 
+    def speed_grid(self) -> Grid:
+        """The named grid, or ``lengths`` under its caps."""
+        named = GRIDS[self.grid]
+        if self.lengths is None:
+            return named
+        return Grid("custom", tuple(self.lengths), named.quadratic_max, named.materialized_max)
+
     def check(self) -> None:
-        if not self.lengths or any(int(n) < 2 for n in self.lengths):
-            raise ValueError(f"lengths must be a non-empty list of ints >= 2, got {self.lengths}")
-        if list(self.lengths) != sorted(set(self.lengths)):
-            raise ValueError(f"lengths must be strictly increasing, got {self.lengths}")
-        for name in ("dim", "repeats", "seqrec_dim", "seqrec_max_len", "seqrec_epochs"):
+        if self.grid not in GRIDS:
+            raise ValueError(f"grid: expected one of {sorted(GRIDS)}, got {self.grid!r}")
+        for name in ("lengths", "error_lengths"):
+            values = getattr(self, name)
+            if values is None and name == "lengths":
+                continue
+            if not values or any(int(n) < 2 for n in values):
+                raise ValueError(f"{name} must be a non-empty list of ints >= 2, got {values}")
+            if list(values) != sorted(set(values)):
+                raise ValueError(f"{name} must be strictly increasing, got {values}")
+        for name in ("repeats", "seqrec_dim", "seqrec_max_len", "seqrec_epochs"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not self.seeds:
@@ -225,116 +255,81 @@ def _run_conformance(name, plugins, timeout_s, begin) -> dict:
 
 
 # --------------------------------------------------------------------------------------
-# 2. Error against exact attention
-
-
-def _gaussian(batch, heads, length, dim, seed):
-    gen = torch.Generator().manual_seed(seed)
-    return [
-        torch.randn(batch, heads, length, dim, generator=gen, dtype=torch.float64) for _ in "qkv"
-    ]
-
-
-def _vocabulary(batch, heads, length, dim, seed, vocab=16, noise=0.05):
-    table = torch.Generator().manual_seed(7)
-    emb = [torch.randn(heads, vocab, dim, generator=table, dtype=torch.float64) for _ in "qkv"]
-    gen = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, vocab, (batch, length), generator=gen)
-    out = []
-    for t in emb:
-        x = t[:, ids].permute(1, 0, 2, 3)
-        out.append(x + noise * torch.randn(x.shape, generator=gen, dtype=torch.float64))
-    return out
-
-
-WORKLOADS: dict[str, Callable] = {"gaussian": _gaussian, "vocabulary": _vocabulary}
+# 2. Error against exact attention (the workload's inputs and dims)
 
 
 def _mode(spec) -> bool:
+    """Whether the leaderboard runs ``spec`` causally (whenever it supports it)."""
     return bool(spec.capabilities.causal)
 
 
-def _build(spec, dim, heads, workload, length, dtype=torch.float32):
-    from impls import registry
-
-    calibration = None
-    if spec.calibrate:
-        calibration = [t.to(dtype) for t in workload(4, heads, min(length, 256), dim, 12345)]
-    return registry.build(spec, dim, heads, calibration=calibration)
-
-
-def error_against_exact(spec, *, length: int = 256, dim: int = 32) -> dict:
-    """Relative errors on the standard workloads (see the module docstring)."""
-    from reference.attention import exact_attention
+def error_against_exact(spec, *, lengths: Sequence[int] = ERROR_LENGTHS) -> dict:
+    """Relative errors on the workload's input distributions at each of ``lengths`` (see
+    the module docstring). ``gaussian`` / ``vocabulary``: at the first length (the
+    headline column); ``by_length``: {distribution: [error per length]}."""
+    from harness.workloads import attention as workload
 
     causal = _mode(spec)
-    out = {"mode": "causal" if causal else "bidirectional", "length": length, "dim": dim}
-    for wname, workload in WORKLOADS.items():
-        q, k, v = workload(2, 2, length, dim, 1)
-        attn = _build(spec, dim, 2, workload, length)
-        with torch.no_grad():
-            got = attn(q.float(), k.float(), v.float(), causal=causal).double()
-        ref = exact_attention(q, k, v, causal=causal)
-        out[wname] = float(torch.linalg.norm(got - ref) / torch.linalg.norm(ref))
+    variant = workload.Variant(spec.name, "registry", spec=spec, params=dict(spec.hyperparameters))
+    out: dict[str, Any] = {
+        "mode": "causal" if causal else "bidirectional",
+        "length": int(lengths[0]),
+        "lengths": [int(n) for n in lengths],
+        "dim": workload.DIM,
+        "by_length": {},
+    }
+    for kind in workload.INPUT_KINDS:
+        errors = [workload.error_vs_exact(variant, n, kind, causal=causal) for n in lengths]
+        out[kind] = errors[0]
+        out["by_length"][kind] = errors
     return out
 
 
 # --------------------------------------------------------------------------------------
-# 3-4. Time and memory on the L grid
-
-
-def _grid(make_call: Callable[[int], Callable[[], object]], cfg: LeaderboardConfig) -> dict:
-    from harness.measure import peak_memory_bytes, time_call
-
-    times, mems = [], []
-    for length in cfg.lengths:
-        call = make_call(length)
-        with torch.no_grad():
-            times.append(time_call(call, repeats=cfg.repeats, budget_s=cfg.budget_s).median_s)
-            mems.append(peak_memory_bytes(call))
-    return {"time_s": times, "memory_bytes": mems}
-
-
-def _operator_call(spec, cfg: LeaderboardConfig, causal: bool):
-    def make(length):
-        q, k, v = (t.float() for t in _gaussian(1, 1, length, cfg.dim, 3))
-        attn = _build(spec, cfg.dim, 1, _gaussian, length)
-        return lambda: attn(q, k, v, causal=causal)
-
-    return make
-
-
-def _layer_call(name: str, cfg: LeaderboardConfig):
-    from harness.seqrec.sasrec import make_attention_layer
-
-    def make(length):
-        torch.manual_seed(0)
-        layer = make_attention_layer(name, cfg.dim).eval()
-        x = torch.randn(1, length, cfg.dim, generator=torch.Generator().manual_seed(3))
-        if hasattr(layer, "calibrate"):
-            layer.calibrate(torch.randn(4, min(length, 256), cfg.dim))
-        return lambda: layer(x, causal=True)
-
-    return make
+# 3-4. Time and memory on the L grid: bench's case path (harness.runner.attention_tasks)
 
 
 def _ratios(values, base):
     return [(v / b) if (v is not None and b) else None for v, b in zip(values, base, strict=True)]
 
 
-def _scaling(grid: dict, base: dict, lengths) -> dict:
+def _scaling(grid: dict, base: dict) -> dict:
+    """Ratios against the baseline at the row's lengths, fitted exponents and crossover.
+    ``grid`` and ``base``: {"lengths", "time_s", "memory_bytes", ...} (base may cover more
+    lengths; a length it lacks gives a None ratio)."""
     from harness.scaling import crossover_length, fit_exponent
 
-    kind, at = crossover_length(lengths, grid["time_s"], base["time_s"])
+    lengths = grid["lengths"]
+    at = {n: i for i, n in enumerate(base["lengths"])}
+    base_time = [base["time_s"][at[n]] if n in at else None for n in lengths]
+    base_mem = [base["memory_bytes"][at[n]] if n in at else None for n in lengths]
+    kind, where = crossover_length(lengths, grid["time_s"], base_time)
     return {
         **grid,
-        "lengths": list(lengths),
-        "time_ratio": _ratios(grid["time_s"], base["time_s"]),
-        "memory_ratio": _ratios(grid["memory_bytes"], base["memory_bytes"]),
+        "time_ratio": _ratios(grid["time_s"], base_time),
+        "memory_ratio": _ratios(grid["memory_bytes"], base_mem),
         "time_exponent": fit_exponent(lengths, grid["time_s"]),
         "memory_exponent": fit_exponent(lengths, grid["memory_bytes"]),
-        "crossover": {"kind": kind, "length": at},
+        "crossover": {"kind": kind, "length": where},
     }
+
+
+def add_headlines(rows: Sequence[dict]) -> int | None:
+    """Set ``speed["headline"] = {"length", "time_ratio", "memory_ratio"}`` on every row
+    with a speed grid, at :func:`headline_length` (rows that did not reach it get None
+    ratios). Returns that length (:func:`harness.leaderboard.store.headline_length`)."""
+    at = headline_length(rows)
+    for r in rows:
+        speed = r.get("speed")
+        if not speed or not speed.get("lengths"):
+            continue
+        head = {"length": at, "time_ratio": None, "memory_ratio": None}
+        if at is not None and at in speed["lengths"]:
+            i = speed["lengths"].index(at)
+            head["time_ratio"] = speed["time_ratio"][i]
+            head["memory_ratio"] = speed["memory_ratio"][i]
+        speed["headline"] = head
+    return at
 
 
 # --------------------------------------------------------------------------------------
@@ -413,6 +408,8 @@ def stage_select(
                     "source": spec.source,
                     "exact": spec.exact,
                     "causal": bool(spec.capabilities.causal),
+                    "time_exponent": spec.time_exponent,
+                    "memory_exponent": spec.memory_exponent,
                     "available": ok,
                     "reason": reason,
                 },
@@ -431,18 +428,41 @@ def stage_validate(name: str, plugins: Sequence[str]) -> str | None:
     return check_attention_row(variant, "causal" if _mode(spec) else "bidirectional")
 
 
-def stage_error(name: str, plugins: Sequence[str], length: int) -> dict:
+def stage_error(name: str, plugins: Sequence[str], lengths: Sequence[int]) -> dict:
     """(worker) :func:`error_against_exact`."""
-    return error_against_exact(_spec_in_worker(name, plugins), length=length)
+    return error_against_exact(_spec_in_worker(name, plugins), lengths=lengths)
 
 
-def stage_grid(name: str, plugins: Sequence[str], cfg: LeaderboardConfig, kind: str) -> dict:
-    """(worker) Time and memory on the L grid: ``kind`` "layer" (a LISA layer, or SDPA's
-    adapter layer for name "sdpa"), else the operator in that mode."""
-    if kind == "layer":
-        return _grid(_layer_call(name, cfg), cfg)
-    spec = _spec_in_worker(name, plugins)
-    return _grid(_operator_call(spec, cfg, kind == "causal"), cfg)
+def stage_layer_case(name: str, length: int, repeats: int, budget_s: float) -> dict:
+    """(worker) One LISA layer (or SDPA's adapter layer for "sdpa") at ``length``: batch
+    1, width ``DIM`` of the workload, causal, forward under inference mode; the bench's
+    timer (``harness.runner.attention_tasks.sampling_timer``) and peak memory
+    (``harness.measure.peak_memory_bytes``). A row like :func:`measure_case`'s."""
+    from harness.measure import peak_memory_bytes
+    from harness.runner.attention_tasks import sampling_timer
+    from harness.seqrec.sasrec import make_attention_layer
+    from harness.workloads import attention as workload
+
+    torch.manual_seed(0)
+    layer = make_attention_layer(name, workload.DIM).eval()
+    x = torch.randn(1, length, workload.DIM, generator=torch.Generator().manual_seed(3))
+    if hasattr(layer, "calibrate"):
+        cal = workload.draw_inputs(
+            "gaussian", (workload.CAL_BATCH, 1, workload.CAL_LENGTH, workload.DIM), 12345
+        )[0]
+        layer.calibrate(cal[:, 0].float())
+
+    def call():
+        with torch.inference_mode():
+            return layer(x, causal=True)
+
+    device = torch.device("cpu")
+    samples = sampling_timer(repeats, budget_s, device)(call)
+    row = {"method": name, "L": length, "mode": "causal", "pass": "forward", "status": "ok"}
+    row["median_s"] = statistics.median(samples)
+    row["samples_s"] = samples
+    row["peak_bytes"] = peak_memory_bytes(call, device)
+    return row
 
 
 def stage_downstream(name: str, cfg: LeaderboardConfig, plugins, progress: bool) -> dict:
@@ -451,13 +471,41 @@ def stage_downstream(name: str, cfg: LeaderboardConfig, plugins, progress: bool)
     return _downstream(name, task, cfg, plugins, progress)
 
 
+def downstream_baselines(task) -> dict:
+    """The model-free rankings of the downstream column, on the same test targets and
+    sampled negatives every method is scored on (``harness.seqrec.baselines``):
+    ``{"split", "repeat_share", "repeat_threshold", "metrics": {name: {"HR@10", ...}}}``.
+    A method below "popularity" has learned nothing the item counts do not give."""
+    from harness.seqrec.baselines import REPEAT_THRESHOLD, baseline_metrics, repeat_share
+
+    return {
+        "split": "test",
+        "repeat_share": repeat_share(task, "test"),
+        "repeat_threshold": REPEAT_THRESHOLD,
+        "metrics": baseline_metrics(task, "test", seed=0),
+    }
+
+
 def load_leaderboard_task(cfg: LeaderboardConfig):
     """The downstream task of ``cfg`` (cached per process)."""
     from harness.seqrec.synthetic_sequences import SyntheticConfig
     from harness.seqrec.training import load_task
 
-    key = (cfg.dataset, cfg.synthetic_users, cfg.synthetic_items)
-    if key not in _TASKS:
+    key = (cfg.dataset, cfg.dataset_card, cfg.synthetic_users, cfg.synthetic_items)
+    if key in _TASKS:
+        return _TASKS[key]
+    if cfg.dataset_card is not None:  # your own interactions (docs/data.md)
+        from harness.datasets.user_files import load_interactions
+        from harness.seqrec.sequences import leave_last_out
+        from harness.seqrec.training import SeqRecTask
+
+        data = load_interactions(None, card=cfg.dataset_card)
+        try:
+            train, valid, test = leave_last_out(data, num_negatives=100, seed=0)
+        except ValueError as exc:
+            raise ValueError(f"--dataset-card {cfg.dataset_card}: {exc}") from exc
+        _TASKS[key] = SeqRecTask(data=data, train=train, valid=valid, test=test)
+    else:
         _TASKS[key] = load_task(
             cfg.dataset,
             seed=0,
@@ -470,7 +518,82 @@ def _first_line(outcome) -> str:
     return outcome.describe().splitlines()[0][:300]
 
 
+def _speed_grid(name, kind, lengths, plugins, cfg, runner, peaks=None) -> dict:
+    """(parent) Time and memory of one row at each of ``lengths``, one isolated call per
+    case: an operator through bench's own ``measure_case`` (same case definition, timer
+    and memory measurement as ``python -m harness bench``), a layer through
+    :func:`stage_layer_case`. A case that times out, runs out of memory or is skipped for
+    its size ends the row's grid (longer lengths are marked skipped). ``peaks``: this
+    run's machine peaks ({dtype: Peaks}), for each operator case's roofline fraction."""
+    from harness.runner.attention_tasks import measure_case
+    from harness.workloads.attention import Case
+
+    out: dict[str, list] = {
+        "time_s": [],
+        "memory_bytes": [],
+        "status": [],
+        "roofline_fraction": [],
+    }
+    stop = None
+    for n in lengths:
+        row: dict = {}
+        if stop is not None:
+            status = f"skipped ({stop} at a shorter L)"
+        else:
+            if kind == "layer":
+                outcome = runner.call(stage_layer_case, name, n, cfg.repeats, cfg.budget_s)
+            else:
+                case = Case(name, n, kind, "forward", "cpu")
+                outcome = runner.call(
+                    measure_case,
+                    name,
+                    case,
+                    tuple(plugins),
+                    seed=0,
+                    memory_fraction=0.5,
+                    repeats=cfg.repeats,
+                    budget_s=cfg.budget_s,
+                    validate=False,
+                    peaks=peaks,
+                )
+            row = outcome.value if outcome.ok else {}
+            status = row.get("status", "ok") if outcome.ok else _first_line(outcome)
+            if not outcome.ok and outcome.status in ("timeout", "oom", "crashed"):
+                stop = outcome.status
+            elif status.startswith("skipped"):
+                stop = "skipped"
+        ok = status == "ok"
+        out["status"].append(status)
+        out["time_s"].append(row.get("median_s") if ok else None)
+        out["memory_bytes"].append(row.get("peak_bytes") if ok else None)
+        out["roofline_fraction"].append(row.get("roofline_fraction") if ok else None)
+    return {"lengths": [int(n) for n in lengths], **out}
+
+
 # --------------------------------------------------------------------------------------
+
+
+class _Baselines:
+    """SDPA's speed grid per kind ("causal", "bidirectional", "layer"), measured once per
+    run on its lengths of the grid, with this run's ``peaks``."""
+
+    def __init__(self, cfg, runner, peaks, say, sdpa_info: dict):
+        self.cfg, self.runner, self.peaks, self.say = cfg, runner, peaks, say
+        exponents = (sdpa_info["time_exponent"], sdpa_info["memory_exponent"])
+        self.lengths = cfg.speed_grid().lengths_for(*exponents)
+        self.grids: dict[str, dict | None] = {}
+
+    def __call__(self, kind: str) -> dict | None:
+        if kind not in self.grids:
+            self.say(f"[baseline] sdpa {kind} on L = {list(self.lengths)}")
+            measured = _speed_grid(
+                BASELINE, kind, self.lengths, (), self.cfg, self.runner, self.peaks
+            )
+            if not any(t is not None for t in measured["time_s"]):
+                self.say(f"[baseline] sdpa {kind}: {measured['status'][0]}")
+                measured = None
+            self.grids[kind] = measured
+        return self.grids[kind]
 
 
 def run_leaderboard(
@@ -543,18 +666,18 @@ def _run_leaderboard(cfg, methods, plugins, progress, say, conformance, runner, 
     doc["machines"][mhash] = fingerprint
     doc["configs"][chash] = config
     doc["data_checksums"][task.data.name] = task.data.checksum
+    doc["downstream_baselines"] = downstream_baselines(task)
     submitted = set(good) | set(failed_sources)
 
-    baselines: dict[Any, dict | None] = {}
+    from harness.runner.attention_tasks import measure_peaks_in
 
-    def baseline(kind) -> dict | None:
-        if kind not in baselines:
-            say(f"[baseline] sdpa {kind} on L = {list(cfg.lengths)}")
-            outcome = runner.call(stage_grid, "sdpa", (), cfg, kind)
-            baselines[kind] = outcome.value if outcome.ok else None
-            if not outcome.ok:
-                say(f"[baseline] sdpa {kind}: {_first_line(outcome)}")
-        return baselines[kind]
+    peaks, peaks_error = measure_peaks_in(runner, "cpu", ["float32"])
+    doc["peaks"] = {k: p.as_dict() for k, p in peaks.items()}
+    if peaks_error:
+        say(f"peaks: not measured ({peaks_error}); rows have no roofline fraction")
+        doc["peaks_error"] = peaks_error
+    sdpa_info = dict(chosen).get(BASELINE) or {"time_exponent": 2.0, "memory_exponent": 1.0}
+    baseline = _Baselines(cfg, runner, peaks, say, sdpa_info)
 
     rows = []
     for ref, reason in failed_sources.items():
@@ -598,6 +721,7 @@ def _run_leaderboard(cfg, methods, plugins, progress, say, conformance, runner, 
         if journal is not None:
             journal.record(name, row)
         rows.append(row)
+    doc["headline_length"] = add_headlines(rows)
     doc["rows"] = rank_rows(rows)
     doc["complete"] = True
     return doc
@@ -613,6 +737,7 @@ def _method_row(
     """One method through every stage (see :func:`run_leaderboard`). ``sources``:
     (every outside reference that loaded, the user's own among them)."""
     plugins, submitted = sources
+    grid = cfg.speed_grid()
     row: dict[str, Any] = {
         "method": name,
         "machine": mhash,
@@ -659,7 +784,7 @@ def _method_row(
         row["notes"].append("no speed or downstream score: conformance did not pass")
     # 2. error against exact attention
     if info is not None:
-        outcome = runner.call(stage_error, name, plugins, cfg.error_length)
+        outcome = runner.call(stage_error, name, plugins, cfg.error_lengths)
         row["error"] = outcome.value if outcome.ok else {"failed": _first_line(outcome)}
         row["stage_seconds"]["error"] = round(outcome.seconds, 3)
         row["stages"]["error"] = "ok" if outcome.ok else _first_line(outcome)
@@ -667,23 +792,26 @@ def _method_row(
     row["speed"] = None
     if usable:
         kind = "layer" if info is None else ("causal" if info["causal"] else "bidirectional")
+        exponents = (1.0, 1.0) if info is None else (info["time_exponent"], info["memory_exponent"])
+        lengths = grid.lengths_for(*exponents)
         base = baseline(kind)
-        say(f"[{name}] time/memory ({kind}) on L = {list(cfg.lengths)}")
-        if name == "sdpa" and kind != "layer":
-            outcome = None
-            grid = base
+        say(f"[{name}] time/memory ({kind}) on L = {list(lengths)}")
+        begin = time.perf_counter()
+        if name == BASELINE and kind != "layer":
+            measured = base
         else:
-            outcome = runner.call(stage_grid, name, plugins, cfg, kind)
-            grid = outcome.value if outcome.ok else None
-        if outcome is not None:
-            row["stage_seconds"]["speed"] = round(outcome.seconds, 3)
-        row["stages"]["speed"] = "ok" if outcome is None or outcome.ok else _first_line(outcome)
-        if grid is not None and base is not None:
+            measured = _speed_grid(name, kind, lengths, plugins, cfg, runner, baseline.peaks)
+        row["stage_seconds"]["speed"] = round(time.perf_counter() - begin, 3)
+        bad = [] if measured is None else [s for s in measured["status"] if s != "ok"]
+        failures = [s for s in bad if not s.startswith("skipped")]
+        row["stages"]["speed"] = "ok" if not failures else failures[0]
+        if measured is not None and base is not None:
             label = "sdpa layer" if kind == "layer" else f"sdpa {kind}"
             extra = {} if kind == "layer" else {"mode": kind}
-            row["speed"] = {"baseline": label, **extra, **_scaling(grid, base, cfg.lengths)}
-        elif grid is None:
-            row["notes"].append(f"speed {row['stages']['speed']}")
+            row["speed"] = {"baseline": label, **extra, **_scaling(measured, base)}
+            row["speed"]["reference_only"] = len(lengths) < len(grid.lengths_for(exponents[0], 1.0))
+            if bad:
+                row["notes"].append(f"speed: {len(bad)} of {len(lengths)} lengths not ok")
         else:
             row["notes"].append("speed: the sdpa baseline could not be measured")
     # 5. downstream

@@ -20,10 +20,13 @@ A row is one method measured on one machine, keyed by ``(method, machine)`` wher
 same run, so rows from different machines compare), ``downstream``, and the derived
 ``rank``, ``pareto`` and ``speedup`` (SDPA time / method time at the largest common L).
 
-Ranking: methods that passed conformance first, ordered by downstream NDCG@10 (then
-HR@10, then speed-up), all others after them by the same key. Pareto: a row with both a
-quality (NDCG@10) and a speed-up is on the front if no other row is at least as good in
-both and better in one.
+Ranking (:func:`rank_rows`): methods that passed conformance first, ordered by downstream
+NDCG@10 (then HR@10, then speed-up), all others after them by the same key. ``rank`` is
+the position in that order; ``shared_rank`` is the rank a report shows: rows whose
+NDCG@10 is within noise of the best row of their group share it (identical scores;
+overlapping 95% intervals with >= 2 seeds; else equal to 4 decimals), and ``tied`` says
+that another row shares it. Pareto: a row with both a quality (NDCG@10) and a speed-up is
+on the front if no other row is at least as good in both and better in one.
 
 Documents are standard JSON: a number that is not finite (NaN, infinity) is stored as
 null, and a note in the row's ``notes`` (or the document's, outside rows) names it.
@@ -44,18 +47,25 @@ from pathlib import Path
 from harness.results import config_hash
 
 __all__ = [
+    "QUALITY_DIGITS",
+    "QUALITY_KEY",
     "SCHEMA_VERSION",
     "LeaderboardDocumentError",
+    "headline",
+    "headline_length",
     "load_document",
     "machine_hash",
     "merge_documents",
     "mixed_fields",
     "new_document",
+    "quality_interval",
     "rank_rows",
     "row_key",
     "sanitize_document",
     "schema",
+    "seed_count",
     "validate_document",
+    "within_noise",
 ]
 
 SCHEMA_VERSION = 1
@@ -423,16 +433,153 @@ def sanitize_document(doc: dict) -> dict:
 # Ranking
 
 
+QUALITY_KEY = "NDCG@10"  # the downstream score the ranking orders by
+QUALITY_DIGITS = 4  # decimals the reports show it with (the "displayed precision")
+
+
 def _quality(row: dict) -> float | None:
     down = row.get("downstream") or {}
-    value = down.get("NDCG@10")
+    value = down.get(QUALITY_KEY)
     return None if value is None or math.isnan(value) else float(value)
 
 
-def _speedup(row: dict) -> float | None:
+def seed_count(down: dict | None) -> int | None:
+    """How many training runs (seeds) a downstream score averages: ``runs``, else the
+    length of ``seeds``; None when the dict says neither."""
+    down = down or {}
+    runs = down.get("runs")
+    if isinstance(runs, int) and not isinstance(runs, bool):
+        return runs
+    seeds = down.get("seeds")
+    return len(seeds) if isinstance(seeds, list) else None
+
+
+@functools.cache
+def _t975(df: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, df))
+
+
+def quality_interval(down: dict | None, key: str = QUALITY_KEY) -> tuple[float, float] | None:
+    """The 95% interval of the mean of ``down[key]`` over its seeds: mean +- t(0.975,
+    n - 1) * sd / sqrt(n), from ``down[key]``, ``down[key + " sd"]`` (the sample standard
+    deviation over seeds) and :func:`seed_count`. None with fewer than two seeds, no
+    standard deviation, or a value that is missing or not finite: one seed has no
+    interval."""
+    down = down or {}
+    mean, sd, n = down.get(key), down.get(f"{key} sd"), seed_count(down)
+    if mean is None or sd is None or n is None or n < 2:
+        return None
+    if not (math.isfinite(mean) and math.isfinite(sd)):
+        return None
+    half = _t975(n - 1) * float(sd) / math.sqrt(n)
+    return float(mean) - half, float(mean) + half
+
+
+def within_noise(
+    a: float,
+    b: float,
+    a_interval: tuple[float, float] | None = None,
+    b_interval: tuple[float, float] | None = None,
+) -> bool:
+    """Are two quality scores indistinguishable? Identical scores always are; with a 95%
+    interval for both (>= 2 seeds each, :func:`quality_interval`) they are when the
+    intervals overlap; otherwise when they are equal at the displayed precision
+    (``QUALITY_DIGITS`` decimals)."""
+    if a == b:
+        return True
+    if a_interval is not None and b_interval is not None:
+        return a_interval[0] <= b_interval[1] and b_interval[0] <= a_interval[1]
+    return f"{a:.{QUALITY_DIGITS}f}" == f"{b:.{QUALITY_DIGITS}f}"
+
+
+def _ratio_at(speed: dict, key: str, length) -> tuple[int, float] | None:
+    """(index, value) of ``speed[key]`` at ``length``, when measured there."""
+    lengths = speed.get("lengths") or []
+    values = speed.get(key) or []
+    if length in lengths:
+        i = lengths.index(length)
+        if i < len(values) and values[i] is not None:
+            return i, values[i]
+    return None
+
+
+def headline_length(rows: Iterable[dict]) -> int | None:
+    """The longest L at which every compared row has a time ratio: the length the
+    headline speed columns compare at. Compared: rows with at least one time ratio,
+    except ``speed["reference_only"]`` rows (the float64 oracle on its short grid). None
+    when they share no such length (e.g. a merge of different L grids), or no row has a
+    time ratio."""
+    common: set | None = None
+    for r in rows:
+        speed = r.get("speed") or {}
+        if speed.get("reference_only"):
+            continue
+        lengths = speed.get("lengths") or []
+        ratios = speed.get("time_ratio") or []
+        have = {n for n, x in zip(lengths, ratios, strict=False) if x is not None}
+        if have:
+            common = have if common is None else common & have
+    return max(common) if common else None
+
+
+def headline(row: dict, length: int | None = None) -> dict | None:
+    """The row's headline speed: ``{"length", "time_ratio", "memory_ratio",
+    "roofline_fraction", "source"}``. From ``speed["headline"]`` when the row carries one
+    (source "row"; its ratios are None when the row did not reach that length); else the
+    ratios at ``length`` (:func:`headline_length` of the board; source "common L"; None
+    ratios when the row did not reach it, e.g. a reference row on a shorter grid); with
+    no ``length``, at the row's own longest L with a time ratio (source "own longest L":
+    not comparable with the others). None for a row without any time ratio."""
     speed = row.get("speed") or {}
-    ratios = [r for r in speed.get("time_ratio") or [] if r is not None]
-    return 1.0 / ratios[-1] if ratios and ratios[-1] > 0 else None
+    lengths = speed.get("lengths") or []
+    roof = speed.get("roofline_fraction") or []
+    given = speed.get("headline")
+    if isinstance(given, dict):
+        at = _ratio_at(speed, "time_ratio", given.get("length"))
+        return {
+            "length": given.get("length"),
+            "time_ratio": given.get("time_ratio"),
+            "memory_ratio": given.get("memory_ratio"),
+            "roofline_fraction": roof[at[0]] if at and at[0] < len(roof) else None,
+            "source": "row",
+        }
+    if length is not None:
+        found = _ratio_at(speed, "time_ratio", length)
+        if found is None:  # not measured at the board's length: no comparable ratio
+            if not any(x is not None for x in speed.get("time_ratio") or []):
+                return None
+            return {
+                "length": length,
+                "time_ratio": None,
+                "memory_ratio": None,
+                "roofline_fraction": None,
+                "source": "common L",
+            }
+        source = "common L"
+    else:
+        ratios = speed.get("time_ratio") or []
+        last = [i for i, x in enumerate(ratios) if x is not None and i < len(lengths)]
+        if not last:
+            return None
+        found, source = (last[-1], ratios[last[-1]]), "own longest L"
+    i, ratio = found
+    memory = speed.get("memory_ratio") or []
+    return {
+        "length": lengths[i],
+        "time_ratio": ratio,
+        "memory_ratio": memory[i] if i < len(memory) else None,
+        "roofline_fraction": roof[i] if i < len(roof) else None,
+        "source": source,
+    }
+
+
+def _speedup(row: dict, length: int | None = None) -> float | None:
+    """SDPA time / method time at the row's :func:`headline` length."""
+    head = headline(row, length)
+    ratio = None if head is None else head["time_ratio"]
+    return 1.0 / ratio if ratio is not None and ratio > 0 else None
 
 
 def _passed(row: dict) -> bool:
@@ -473,14 +620,58 @@ def _pareto_flags(points: Sequence[tuple[float, float]]) -> list[bool]:
     return flags
 
 
-def rank_rows(rows: Iterable[dict]) -> list[dict]:
-    """Rows sorted by the ranking rule, with ``rank``, ``speedup`` and ``pareto`` set.
-
-    The rows are shallow copies; ties keep their input order (the sort is stable and the
-    key ends with method and machine). O(n log n) in the number of rows."""
-    rows = [dict(r) for r in rows]
+def _share_ranks(rows: list[dict]) -> None:
+    """Set ``shared_rank`` and ``tied`` on ranked rows (see :func:`rank_rows`)."""
+    leader: tuple[int, int, float, tuple | None] | None = None  # group, rank, q, interval
+    for position, r in enumerate(rows, start=1):
+        q = _quality(r)
+        group = 0 if _passed(r) else 1
+        interval = None if q is None else quality_interval(r.get("downstream"))
+        if (
+            leader is not None
+            and q is not None
+            and leader[0] == group
+            and within_noise(leader[2], q, leader[3], interval)
+        ):
+            r["shared_rank"] = leader[1]
+        else:
+            r["shared_rank"] = position
+            leader = None if q is None else (group, position, q, interval)
+    counts: dict[int, int] = {}
     for r in rows:
-        r["speedup"] = _speedup(r)
+        counts[r["shared_rank"]] = counts.get(r["shared_rank"], 0) + 1
+    for r in rows:
+        r["tied"] = counts[r["shared_rank"]] > 1
+
+
+def rank_rows(rows: Iterable[dict]) -> list[dict]:
+    """Rows sorted by the ranking rule, with ``rank``, ``shared_rank``, ``tied``,
+    ``speedup`` and ``pareto`` set.
+
+    Order: rows that passed conformance (or "n/a") first, then the others; within each,
+    by NDCG@10 (the mean over seeds; missing last), then HR@10, then speed-up, then
+    method and machine. ``rank`` is the position in that order (1..n, unique).
+
+    Ties (``shared_rank``): a row shares the rank of the row heading its tied group
+    when both passed (or both did not), both have a quality, and the two qualities are
+    within noise (:func:`within_noise`): identical scores always tie; when both rows
+    have >= 2 seeds, overlapping 95% intervals of the mean tie; otherwise scores equal at
+    the displayed precision (``QUALITY_DIGITS`` = 4 decimals) tie. The head of a group
+    is its best row, so a group never chains down through small steps. A row without a
+    quality never ties. ``tied``: another row has the same ``shared_rank``; reports show
+    it as "=2".
+
+    ``speedup``: SDPA time / method time at the headline length (:func:`headline`:
+    ``speed["headline"]`` when present, else the longest L where every compared row has a
+    time ratio, else, when the rows share no length, the row's own longest L); None when
+    the row has no ratio there.
+
+    The rows are shallow copies; the sort is stable and its key ends with method and
+    machine. O(n log n) in the number of rows."""
+    rows = [dict(r) for r in rows]
+    common = headline_length(rows)
+    for r in rows:
+        r["speedup"] = _speedup(r, common)
     rows.sort(key=_rank_key)
     on_front = []
     points = []
@@ -493,6 +684,7 @@ def rank_rows(rows: Iterable[dict]) -> list[dict]:
             points.append((q, s))
     for r, flag in zip(on_front, _pareto_flags(points), strict=True):
         r["pareto"] = flag
+    _share_ranks(rows)
     return rows
 
 

@@ -38,7 +38,7 @@ __all__ = [
     "parse_case_id",
 ]
 
-DEFAULT_LENGTHS = (1_024, 4_096, 16_384, 65_536)
+DEFAULT_LENGTHS = workload.GRIDS["memory"].lengths
 # Labels used before rows came from the registry; still accepted in case ids.
 ALIASES = {"exact (oracle)": "oracle"}
 

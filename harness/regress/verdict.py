@@ -51,6 +51,10 @@ class Verdict:
     rounds: int
     regression: bool
     improvement: bool
+    # the smallest slowdown (head / base) these rounds would have flagged: a pure shift s
+    # of every paired log-ratio moves the lower bound to (r_(k) - median r) + log s, which
+    # must exceed log(1 + floor): s > (1 + floor) * exp(median r - r_(k))
+    detectable: float = math.nan
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -59,7 +63,8 @@ class Verdict:
         word = "REGRESSION" if self.regression else "improved" if self.improvement else "same"
         return (
             f"{word}: x{self.ratio:.3f} [{self.low:.3f}, {self.high:.3f}], "
-            f"noise floor {self.noise_floor:.1%}, {self.rounds} rounds"
+            f"noise floor {self.noise_floor:.1%}, {self.rounds} rounds, "
+            f"detects >= x{self.detectable:.2f}"
         )
 
 
@@ -95,4 +100,5 @@ def judge(
         rounds=n,
         regression=low > math.log1p(floor),
         improvement=high < -math.log1p(floor),
+        detectable=(1 + floor) * math.exp(centre - low),
     )

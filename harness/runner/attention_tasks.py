@@ -13,7 +13,9 @@ A case in the worker (:func:`measure_case`): the row's output is validated once 
 (``harness.runner.validation``); an invalid row is never timed. A valid one is timed
 (one warm-up call, then between 3 and ``repeats`` calls within ``budget_s``; the samples
 come back in the row as ``samples_s``) and its peak memory measured
-(``harness.workloads.attention.run_case``).
+(``harness.workloads.attention.run_case``); given the run's peaks, the row is placed on
+the roofline (``harness.measure_peaks``). The peaks themselves are measured once per run
+in the same worker (:func:`measure_run_peaks`), with the thread count the cases use.
 """
 
 from __future__ import annotations
@@ -25,12 +27,21 @@ from collections.abc import Sequence
 import torch
 
 from harness.measure import time_once
+from harness.measure_peaks import Peaks, measure_peaks
 from harness.runner.isolation import IsolatedRunner
 from harness.runner.validation import check_attention_row
 from harness.workloads import attention as workload
 from impls import registry
 
-__all__ = ["external_sources", "load_plan", "load_sources", "measure_case", "probe_source"]
+__all__ = [
+    "external_sources",
+    "load_plan",
+    "load_sources",
+    "measure_case",
+    "measure_peaks_in",
+    "measure_run_peaks",
+    "probe_source",
+]
 
 MIN_ROUNDS = 3
 
@@ -141,7 +152,7 @@ def _variant(label: str, device: str, sources: tuple[str, ...]) -> workload.Vari
     return _VARIANTS[key][label]
 
 
-def _sampling_timer(repeats: int, budget_s: float, device: torch.device):
+def sampling_timer(repeats: int, budget_s: float, device: torch.device):
     def timer(fn) -> list[float]:
         warm = time_once(fn, device)
         fit = int(budget_s / max(warm, 1e-9))
@@ -161,8 +172,11 @@ def measure_case(
     repeats: int,
     budget_s: float,
     validate: bool = True,
+    peaks: dict[str, Peaks] | None = None,
 ) -> dict:
-    """(worker) Validate (once per row and mode), then time and measure one case."""
+    """(worker) Validate (once per row and mode), then time and measure one case;
+    ``peaks`` maps a dtype name to this machine's peaks for it (the row's dtype is looked
+    up; a dtype without peaks gets the achieved rates only)."""
     variant = _variant(label, case.device, tuple(sources))
     if validate:
         key = (label, case.mode, case.device, tuple(sources), seed)
@@ -175,13 +189,41 @@ def measure_case(
             row["status"] = f"invalid: {problem}"
             return row
     samples: list[float] = []
-    base = _sampling_timer(repeats, budget_s, torch.device(case.device))
+    base = sampling_timer(repeats, budget_s, torch.device(case.device))
 
     def timer(fn):
         samples.extend(base(fn))
         return list(samples)
 
-    row = workload.run_case(variant, case, seed=seed, memory_fraction=memory_fraction, timer=timer)
+    row = workload.run_case(
+        variant,
+        case,
+        seed=seed,
+        memory_fraction=memory_fraction,
+        timer=timer,
+        peaks=(peaks or {}).get(variant.dtype),
+    )
     if row["status"] == "ok":
         row["samples_s"] = samples
     return row
+
+
+def measure_run_peaks(device: str, dtypes: Sequence[str]) -> dict[str, Peaks]:
+    """(worker) This machine's peaks for each dtype the plan's rows use, with the worker's
+    thread count (the one every case runs with): {dtype name: Peaks}."""
+    return {name: measure_peaks(device, None, name) for name in dict.fromkeys(dtypes)}
+
+
+PEAKS_TIMEOUT_S = 120.0  # the peaks take about a second; a machine this slow gets none
+
+
+def measure_peaks_in(runner, device: str, dtypes) -> tuple[dict[str, Peaks], str | None]:
+    """(parent) ({dtype: Peaks}, None) measured by :func:`measure_run_peaks` in the
+    worker, or ({}, why) when that failed: the run goes on without roofline fractions."""
+    limit = runner.limits.timeout_s
+    limit = PEAKS_TIMEOUT_S if limit is None else min(limit, PEAKS_TIMEOUT_S)
+    outcome = runner.call(measure_run_peaks, device, list(dict.fromkeys(dtypes)), timeout_s=limit)
+    if not outcome.ok:
+        first = outcome.message.splitlines()[0] if outcome.message else ""
+        return {}, f"{outcome.status}: {first}"[:300]
+    return dict(outcome.value), None

@@ -2,6 +2,12 @@
 
 * Data: ``load_task`` gives the protocol's splits for ``synthetic`` (the seeded default),
   ``ml-100k`` or ``ml-1m`` (fetched files, see ``harness.datasets.cache``) or an atomic file.
+* Negatives (``negatives_from``): ``"history-excluded"`` (the default, the authors'
+  protocol: 100 items the user never touched, drawn by ``leave_last_out``) or ``"all"``
+  (the repeat-aware variant, :func:`with_negatives`: items drawn uniformly without
+  replacement from every item except the target, so items of the user's history can be
+  negatives). On repeat-consumption data the default lets a "seen before" heuristic rank
+  the target first whenever the user had it before (``harness.seqrec.baselines``).
 * Training: each user's training sequence s_1..s_{T-2}; inputs s_1..s_{T-3}, targets
   s_2..s_{T-2}, both windowed to the last ``max_len`` events and left-padded; next-item
   BCE at every position with one negative per position drawn uniformly from 1..n (seeded;
@@ -51,16 +57,20 @@ from harness.seqrec.sequences import (
 from harness.seqrec.synthetic_sequences import SyntheticConfig, synthetic_events
 
 __all__ = [
+    "NEGATIVES_FROM",
     "TrainConfig",
     "SeqRecTask",
     "evaluate",
     "left_pad",
     "load_task",
+    "negatives_from_all",
     "random_ranker_metrics",
     "train_and_evaluate",
+    "with_negatives",
 ]
 
 DATASET_CHOICES = ("synthetic", "ml-100k", "ml-1m")
+NEGATIVES_FROM = ("history-excluded", "all")  # the first is the authors' protocol
 
 
 @dataclass
@@ -108,9 +118,13 @@ def load_task(
     seed: int = 0,
     synthetic: SyntheticConfig | None = None,
     data_root: str | None = None,
+    negatives_from: str = "history-excluded",
 ) -> SeqRecTask:
     """The protocol's splits for ``dataset`` (``synthetic``, ``ml-100k``, ``ml-1m``), or
-    for an atomic ``.inter`` file at ``path``. Negatives are drawn with ``seed``."""
+    for an atomic ``.inter`` file at ``path``. Negatives are drawn with ``seed``, from the
+    items the user never touched (``negatives_from="history-excluded"``, the default) or
+    from every item but the target (``"all"``, see :func:`with_negatives`)."""
+    _check_negatives_from(negatives_from)
     if path is not None:
         events = read_interactions(path)
         data = build_sequences(events, name=Path(path).name, checksum=sha256_file(path))
@@ -123,7 +137,67 @@ def load_task(
     else:
         raise ValueError(f"dataset must be one of {DATASET_CHOICES}, got {dataset!r}")
     train, valid, test = leave_last_out(data, num_negatives=num_negatives, seed=seed)
-    return SeqRecTask(data=data, train=train, valid=valid, test=test)
+    task = SeqRecTask(data=data, train=train, valid=valid, test=test)
+    return with_negatives(task, negatives_from, seed=seed)
+
+
+def _check_negatives_from(negatives_from: str) -> None:
+    if negatives_from not in NEGATIVES_FROM:
+        raise ValueError(f"negatives_from must be one of {NEGATIVES_FROM}, got {negatives_from!r}")
+
+
+def negatives_from_all(
+    targets: np.ndarray, num_items: int, count: int, rng: np.random.Generator
+) -> np.ndarray:
+    """(n, count): for each target, ``count`` distinct items of 1..num_items other than
+    the target, uniformly without replacement (the user's history is allowed)."""
+    if count > num_items - 1:
+        raise ValueError(
+            f"num_negatives={count} but only {num_items - 1} items differ from the target "
+            f"(num_items={num_items})"
+        )
+    out = np.empty((len(targets), count), dtype=np.int64)
+    for row, target in enumerate(targets):
+        # a uniform subset of 1..n-1, shifted past the target: a uniform subset of
+        # {1..n} without the target
+        draw = rng.choice(num_items - 1, size=count, replace=False) + 1
+        out[row] = draw + (draw >= target)
+    return out
+
+
+def with_negatives(
+    task: SeqRecTask,
+    negatives_from: str,
+    *,
+    num_negatives: int | None = None,
+    seed: int = 0,
+) -> SeqRecTask:
+    """``task`` with its evaluation negatives drawn as ``negatives_from`` says.
+
+    ``"history-excluded"``: ``task`` itself (its negatives are the protocol's, as drawn by
+    ``leave_last_out``). ``"all"``: a new task with the same sequences and targets whose
+    validation and test negatives (``num_negatives`` each, default: as many as ``task``
+    has) are drawn by :func:`negatives_from_all` with ``seed``, user by user, validation
+    before test."""
+    _check_negatives_from(negatives_from)
+    if negatives_from == "history-excluded":
+        return task
+    count = task.test.negatives.shape[1] if num_negatives is None else num_negatives
+    if count < 1:
+        raise ValueError(f"num_negatives must be >= 1, got {count}")
+    rng = np.random.default_rng(seed)
+    n = task.data.num_items
+    valid, test = [], []
+    for v_target, t_target in zip(task.valid.targets, task.test.targets, strict=True):
+        valid.append(negatives_from_all(np.asarray([v_target]), n, count, rng)[0])
+        test.append(negatives_from_all(np.asarray([t_target]), n, count, rng)[0])
+
+    def split(old: EvalSplit, negs: list[np.ndarray]) -> EvalSplit:
+        stacked = np.stack(negs) if negs else np.zeros((0, count), dtype=np.int64)
+        return EvalSplit(inputs=old.inputs, targets=old.targets, negatives=stacked)
+
+    valid_split, test_split = split(task.valid, valid), split(task.test, test)
+    return SeqRecTask(data=task.data, train=task.train, valid=valid_split, test=test_split)
 
 
 def left_pad(seqs: list[np.ndarray], max_len: int) -> Tensor:

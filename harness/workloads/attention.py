@@ -11,8 +11,9 @@ Rows (``Variant``):
 * the LISA operator rows of the foundation comparison, ``lisa W=16`` and ``lisa W=128``:
   ``impls.attention.lisa.lisa_attention`` with B = 8 codebooks, dim 128, gamma =
   exp(-0.1), hard key codes drawn uniformly;
-* on CUDA, ``sdpa flash bf16``: SDPA restricted to the flash backend (which needs a half
-  dtype), so the flash kernel is measured and not whichever backend SDPA picks.
+* on CUDA, ``sdpa flash bf16``: the registry's ``sdpa_flash`` (SDPA restricted to the flash
+  backend, which needs a half dtype there) in bfloat16, so the flash kernel is measured and
+  not whichever backend SDPA picks; ``sdpa_flash`` itself is skipped in the float32 rows.
 
 Columns (``Case``): sequence length L (quick grid 256, 1,024, 4,096; full grid 256 ..
 65,536), mode (causal, bidirectional; a mode the method refuses through
@@ -31,11 +32,12 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from harness.measure import available_memory_bytes, peak_memory_bytes, time_call
+from harness.workloads.grids import ERROR_LENGTHS, FULL_LENGTHS, GRIDS, QUICK_LENGTHS, Grid
 from impls import registry
 from impls.costs import Cost, CostQuery, fallback_cost
 from impls.registry import MethodSpec
@@ -43,8 +45,12 @@ from impls.registry import MethodSpec
 __all__ = [
     "BASELINE",
     "ORACLE",
+    "ERROR_LENGTHS",
+    "GRIDS",
     "QUICK_LENGTHS",
     "FULL_LENGTHS",
+    "Grid",
+    "draw_inputs",
     "MODES",
     "PASSES",
     "Case",
@@ -60,8 +66,7 @@ __all__ = [
     "variants",
 ]
 
-QUICK_LENGTHS = (256, 1_024, 4_096)
-FULL_LENGTHS = (256, 1_024, 4_096, 16_384, 65_536)
+
 MODES = ("causal", "bidirectional")
 PASSES = ("forward", "forward+backward")
 BATCH, HEADS, DIM = 1, 1, 128
@@ -72,6 +77,52 @@ CAL_BATCH, CAL_LENGTH, CAL_SEED_OFFSET = 1, 1_024, 1_000_003
 BASELINE = "sdpa"  # exact attention every row is compared with (same run)
 ORACLE = "oracle"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+INPUT_KINDS = ("gaussian", "vocabulary")
+VOCABULARY, VOCABULARY_NOISE, VOCABULARY_TABLE_SEED = 16, 0.05, 7
+
+
+def draw_inputs(
+    kind: str,
+    shape: tuple[int, int, int, int],
+    seed: int,
+    *,
+    dtype: torch.dtype = torch.float64,
+    value_dim: int | None = None,
+) -> list[torch.Tensor]:
+    """Seeded q, k of ``shape`` (batch, heads, L, d) and v of (batch, heads, L, dv),
+    ``dv = value_dim`` (default d), from one input distribution of the workload:
+
+    * ``gaussian``: independent standard-normal entries (what every timed case uses);
+    * ``vocabulary``: each position is one of ``VOCABULARY`` = 16 tokens, drawn uniformly
+      per (batch, position), whose q, k and v embeddings (per head, standard normal, from
+      a fixed table) are shared by every occurrence, plus N(0, 0.05^2) noise. Repeated
+      tokens make attention rows peaked and low-rank: the regime codeword methods aim at.
+
+    Drawn in float64 on the CPU, then cast to ``dtype``."""
+    if kind not in INPUT_KINDS:
+        raise ValueError(f"kind: expected one of {list(INPUT_KINDS)}, got {kind!r}")
+    if len(shape) != 4 or any(int(n) < 1 for n in shape):
+        raise ValueError(f"shape: expected (batch, heads, L, d), all >= 1, got {shape!r}")
+    batch, heads, length, dim = (int(n) for n in shape)
+    value_dim = dim if value_dim is None else int(value_dim)
+    widths = (dim, dim, value_dim)
+    gen = torch.Generator().manual_seed(seed)
+    if kind == "gaussian":
+        out = [
+            torch.randn(batch, heads, length, w, generator=gen, dtype=torch.float64) for w in widths
+        ]
+    else:
+        table = torch.Generator().manual_seed(VOCABULARY_TABLE_SEED)
+        emb = [
+            torch.randn(heads, VOCABULARY, w, generator=table, dtype=torch.float64) for w in widths
+        ]
+        ids = torch.randint(0, VOCABULARY, (batch, length), generator=gen)
+        out = []
+        for e in emb:
+            x = e[:, ids].permute(1, 0, 2, 3)  # (batch, heads, L, d)
+            noise = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+            out.append(x + VOCABULARY_NOISE * noise)
+    return [t.to(dtype) for t in out]
 
 
 @dataclass(frozen=True)
@@ -314,19 +365,26 @@ def _case_seed(seed: int, case: Case) -> int:
 _BUILT: dict[tuple, tuple[MethodSpec, object]] = {}
 
 
-def build_method(spec: MethodSpec, device: torch.device, dtype: torch.dtype, seed: int = 0):
+def build_method(
+    spec: MethodSpec,
+    device: torch.device,
+    dtype: torch.dtype,
+    seed: int = 0,
+    *,
+    inputs: str = "gaussian",
+):
     """``impls.registry.build`` with the registry defaults, on ``device``; a method with
-    learned state is calibrated on a seeded batch of the workload distribution (standard
-    normal q, k, v of length ``CAL_LENGTH``, drawn from ``seed`` + an offset, never the
-    measured inputs). Built once per (spec object, device, dtype, seed) and reused:
-    building is set-up (random features, k-means), not part of any measured call."""
-    key = (spec.name, spec.source, str(device), str(dtype), seed)
+    learned state is calibrated on a seeded batch of the workload distribution ``inputs``
+    (:func:`draw_inputs`, length ``CAL_LENGTH``, drawn from ``seed`` + an offset, never
+    the measured inputs). Built once per (spec object, device, dtype, seed, inputs) and
+    reused: building is set-up (random features, k-means), not part of any measured call."""
+    key = (spec.name, spec.source, str(device), str(dtype), seed, inputs)
     if key not in _BUILT or _BUILT[key][0] is not spec:
         calibration = None
         if spec.calibrate:
-            cal_gen = torch.Generator().manual_seed(seed * 1_000_003 + CAL_SEED_OFFSET)
             shape = (CAL_BATCH, HEADS, CAL_LENGTH, DIM)
-            calibration = [_randn(shape, cal_gen, device, dtype, False) for _ in range(3)]
+            drawn = draw_inputs(inputs, shape, seed * 1_000_003 + CAL_SEED_OFFSET, dtype=dtype)
+            calibration = [t.to(device) for t in drawn]
         attn = registry.build(spec, DIM, HEADS, calibration=calibration)
         if isinstance(attn, torch.nn.Module):
             attn = attn.to(device)
@@ -362,18 +420,13 @@ def _build_lisa(variant: Variant, case: Case, gen, device, dtype, seed):
 
 
 def _build_sdpa_flash(variant: Variant, case: Case, gen, device, dtype, seed):
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from impls.attention.sdpa_backends import sdpa_flash_attention
 
     q, k, v = (
         _randn((BATCH, HEADS, case.length, DIM), gen, device, dtype, case.backward)
         for _ in range(3)
     )
-
-    def call():
-        with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
-            return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=case.causal)
-
-    return call, (q, k, v)
+    return lambda: sdpa_flash_attention(q, k, v, causal=case.causal), (q, k, v)
 
 
 _BUILDERS = {
@@ -457,6 +510,7 @@ def run_case(
     repeats: int = 5,
     budget_s: float = 20.0,
     measure_memory: bool = True,
+    peaks=None,
 ) -> dict:
     """Measure one case; returns a JSON-serialisable row whose ``status`` is "ok",
     "skipped (...)" or "error: ...".
@@ -464,7 +518,13 @@ def run_case(
     ``timer(fn)`` returns timed samples of ``fn()`` (seconds) or a dict of statistics; by
     default ``harness.measure.time_call`` (CUDA events on CUDA). Peak memory is one extra
     call under ``harness.measure.peak_memory_bytes`` (memray on CPU, max_memory_allocated
-    after a reset on CUDA)."""
+    after a reset on CUDA). A measured row carries what its analytic cost achieved
+    (``achieved_gflops``, ``achieved_gbps``, ``arithmetic_intensity``) and, given this
+    machine's ``peaks`` (``harness.measure_peaks.Peaks``), its place on the roofline
+    (``roofline_s``, ``roofline_fraction``, ``bound``; see
+    ``harness.measure_peaks.roofline_fields``)."""
+    from harness.measure_peaks import roofline_fields
+
     row = {**case.as_dict(), "params": variant.params, "dtype": variant.dtype}
     cost = analytic_cost(variant, case)
     row.update(cost.as_dict())
@@ -494,30 +554,11 @@ def run_case(
         if device.type == "cuda":
             torch.cuda.empty_cache()
     row["status"] = "ok"
-    if row.get("median_s"):  # what the analytic cost says this time achieved
-        row["achieved_gflops"] = cost.flops / row["median_s"] / 1e9
-        row["achieved_gbps"] = cost.traffic_bytes / row["median_s"] / 1e9
+    # what the analytic cost says this time achieved, and against the machine's peaks
+    row.update(roofline_fields(cost, row.get("median_s"), peaks))
     if row.get("peak_bytes"):
         row["peak_over_analytic"] = row["peak_bytes"] / need
     return row
-
-
-def case_row_key(row: dict) -> tuple:
-    """The identity of a result row across runs (method, L, mode, pass, device)."""
-    return (row["method"], row["L"], row.get("mode", "causal"), row.get("pass", "forward"))
-
-
-def describe_plan(plan: Plan) -> dict:
-    """The plan as JSON (for result files and config hashes)."""
-    return {
-        "methods": [
-            {"label": v.label, "kind": v.kind, "dtype": v.dtype, "params": v.params}
-            for v in plan.variants
-        ],
-        "skipped_methods": plan.skipped_methods,
-        "skipped_modes": plan.skipped_modes,
-        "cases": [asdict(c) for c in plan.cases],
-    }
 
 
 # --------------------------------------------------------------------------------------
@@ -566,3 +607,24 @@ def errors_vs_oracle(variant: Variant, case: Case, *, seed: int = 0) -> dict[str
         ref = spec.oracle_reference(call.attn, q, k, v, causal=case.causal, key_padding_mask=None)
         errors["identity"] = _rel_error(out, ref)
     return errors
+
+
+def error_vs_exact(
+    variant: Variant, length: int, inputs: str, *, causal: bool, seed: int = 1
+) -> float:
+    """Relative Frobenius error ``||out - exact||_F / ||exact||_F`` of a registry row in
+    its dtype against ``reference.exact_attention`` in float64, on :func:`draw_inputs`
+    ``inputs`` of shape (BATCH, HEADS, length, DIM); a method with learned state is
+    calibrated on a separate draw of the same distribution (:func:`build_method`). The
+    leaderboard's error column. Builds (L, L) matrices: short L only."""
+    from reference.attention import exact_attention
+
+    if variant.kind != "registry":
+        raise ValueError(f"variant: expected a registry row, got kind {variant.kind!r}")
+    device = torch.device("cpu")
+    dtype = DTYPES[variant.dtype]
+    attn = build_method(variant.spec, device, dtype, 0, inputs=inputs)
+    q, k, v = draw_inputs(inputs, (BATCH, HEADS, length, DIM), seed)
+    with torch.inference_mode():
+        out = attn(q.to(dtype), k.to(dtype), v.to(dtype), causal=causal)
+    return _rel_error(out, exact_attention(q, k, v, causal=causal))

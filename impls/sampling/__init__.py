@@ -1,13 +1,15 @@
 """Heterogeneous neighbourhood samplers and the estimators that weight their samples.
 
-Samplers (``SAMPLERS``, name -> factory): each has
-``sample(graph, targets, budget, generator=None, edge_weight=None) -> SampledBlock``.
+Samplers (``SAMPLERS``, name -> factory): each is a :class:`Sampler` (``base``), whose
+``sample(graph, targets, budget, generator=None, edge_weight=None) -> SampledBlock``
+checks the request once and passes it to the subclass's ``_sample``.
 Estimators (``ESTIMATORS``, name -> factory): each has ``weights(block)``; any sampler
 works with any estimator. ``aggregate_block`` sums a weighted sample with the oracle's
 code (``reference.aggregation``).
 """
 
 from impls.sampling.aggregate import aggregate_block, hep_layer_block
+from impls.sampling.base import Sampler, SampleRequest
 from impls.sampling.block import RelationSample, SampledBlock
 from impls.sampling.estimators import ESTIMATORS, Adaptive, ImportanceSampling, SelfNormalized
 from impls.sampling.layerwise import (
@@ -32,6 +34,8 @@ SAMPLERS = {
 
 __all__ = [
     "SAMPLERS",
+    "Sampler",
+    "SampleRequest",
     "ESTIMATORS",
     "SampledBlock",
     "RelationSample",

@@ -40,18 +40,14 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from impls.sampling.base import Sampler, SampleRequest
 from impls.sampling.block import RelationSample, SampledBlock
 from impls.sampling.draws import (
     capped_inclusion_probabilities,
     draw_systematic,
     draw_with_replacement,
 )
-from impls.sampling.proposals import (
-    check_edge_weights,
-    gather_batch,
-    pair_square_sum,
-    unique_with_inverse,
-)
+from impls.sampling.proposals import pair_square_sum, unique_with_inverse
 from reference.graph import BatchEdges, HeteroGraph, Relation
 
 __all__ = [
@@ -61,25 +57,8 @@ __all__ = [
     "AdaptiveSampler",
     "LadiesSampler",
     "ExhaustiveSampler",
-    "check_budget",
     "split_budget",
 ]
-
-
-def check_budget(budget: object) -> int:
-    if isinstance(budget, bool) or not isinstance(budget, int):
-        raise TypeError(f"budget must be an int, got {type(budget).__name__}")
-    if budget < 1:
-        raise ValueError(f"budget must be >= 1, got {budget}")
-    return budget
-
-
-def check_generator(generator: object) -> torch.Generator | None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
-        )
-    return generator
 
 
 def split_budget(budget: int, pool_sizes: Mapping[Relation, int]) -> dict[Relation, int]:
@@ -131,7 +110,7 @@ def _keep(
     )
 
 
-class _PerRelationSampler:
+class _PerRelationSampler(Sampler):
     """Independent draws per relation with budgets n_r (type-dependent, uniform)."""
 
     name = "per-relation"
@@ -142,21 +121,11 @@ class _PerRelationSampler:
     def _score(self, edges: BatchEdges, inv: Tensor, num_cand: int) -> Tensor:
         raise NotImplementedError
 
-    def sample(
-        self,
-        graph: HeteroGraph,
-        targets: Mapping[str, Tensor],
-        budget: int,
-        generator: torch.Generator | None = None,
-        edge_weight: Mapping[Relation, Tensor] | None = None,
-    ) -> SampledBlock:
-        budget = check_budget(budget)
-        generator = check_generator(generator)
-        check_edge_weights(graph, edge_weight)
-        clean, batch = gather_batch(graph, targets)
+    def _sample(self, request: SampleRequest) -> SampledBlock:
+        batch, budget, generator = request.batch, request.budget, request.generator
         pools = {r: unique_with_inverse(e.src) for r, e in batch.items()}
         n_r = split_budget(budget, {r: int(u.numel()) for r, (u, _) in pools.items()})
-        block = SampledBlock(targets=clean, relations={})
+        block = SampledBlock(targets=request.targets, relations={})
         for rel, edges in batch.items():
             uniq, inv = pools[rel]
             score = self._score(edges, inv, uniq.numel())
@@ -181,7 +150,7 @@ class UniformSampler(_PerRelationSampler):
         return torch.ones(num_cand, dtype=torch.float64)
 
 
-class _PooledSampler:
+class _PooledSampler(Sampler):
     """One pool over all candidate (source type, id) pairs and n draws from it."""
 
     name = "pooled"
@@ -200,18 +169,9 @@ class _PooledSampler:
     ) -> dict[str, Tensor]:
         raise NotImplementedError
 
-    def sample(
-        self,
-        graph: HeteroGraph,
-        targets: Mapping[str, Tensor],
-        budget: int,
-        generator: torch.Generator | None = None,
-        edge_weight: Mapping[Relation, Tensor] | None = None,
-    ) -> SampledBlock:
-        budget = check_budget(budget)
-        generator = check_generator(generator)
-        weights = check_edge_weights(graph, edge_weight)
-        clean, batch = gather_batch(graph, targets)
+    def _sample(self, request: SampleRequest) -> SampledBlock:
+        graph, clean, batch = request.graph, request.targets, request.batch
+        budget, generator, weights = request.budget, request.generator, request.edge_weight
         # candidates of each source type: distinct sources over all its relations
         src_types = list(dict.fromkeys(r[0] for r in batch))
         uniq: dict[str, Tensor] = {}
@@ -301,17 +261,15 @@ class LadiesSampler(_PooledSampler):
         return out
 
 
-class ExhaustiveSampler:
+class ExhaustiveSampler(Sampler):
     """Keeps every batch edge with factor 1: exhaustive aggregation as a SampledBlock."""
 
     name = "exhaustive"
+    uses_budget = False
 
-    def sample(self, graph, targets, budget=None, generator=None, edge_weight=None) -> SampledBlock:
-        check_generator(generator)
-        check_edge_weights(graph, edge_weight)
-        clean, batch = gather_batch(graph, targets)
-        block = SampledBlock(targets=clean, relations={})
-        for rel, e in batch.items():
+    def _sample(self, request: SampleRequest) -> SampledBlock:
+        block = SampledBlock(targets=request.targets, relations={})
+        for rel, e in request.batch.items():
             ones = torch.ones(e.num_edges, dtype=torch.float64)
             block.relations[rel] = RelationSample(
                 e.dst, e.src, e.edge_id, ones, ones, e.degree, None

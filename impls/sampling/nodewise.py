@@ -9,36 +9,24 @@ with budget >= max degree every edge is kept with factor 1. ``budget`` is the fa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
-from torch import Tensor
 
+from impls.sampling.base import Sampler, SampleRequest
 from impls.sampling.block import RelationSample, SampledBlock
-from impls.sampling.layerwise import check_budget, check_generator
-from impls.sampling.proposals import check_edge_weights, gather_batch
-from reference.graph import HeteroGraph, Relation
 
 __all__ = ["NodewiseFanoutSampler"]
 
 
-class NodewiseFanoutSampler:
+class NodewiseFanoutSampler(Sampler):
+    """Up to ``budget`` uniformly chosen edges per target and relation (GraphSAGE-style
+    fan-out), factor deg / min(deg, budget)."""
+
     name = "nodewise"
 
-    def sample(
-        self,
-        graph: HeteroGraph,
-        targets: Mapping[str, Tensor],
-        budget: int,
-        generator: torch.Generator | None = None,
-        edge_weight: Mapping[Relation, Tensor] | None = None,
-    ) -> SampledBlock:
-        budget = check_budget(budget)
-        generator = check_generator(generator)
-        check_edge_weights(graph, edge_weight)
-        clean, batch = gather_batch(graph, targets)
-        block = SampledBlock(targets=clean, relations={})
-        for rel, e in batch.items():
+    def _sample(self, request: SampleRequest) -> SampledBlock:
+        budget, generator = request.budget, request.generator
+        block = SampledBlock(targets=request.targets, relations={})
+        for rel, e in request.batch.items():
             # random rank of each edge among the edges of its target
             key = torch.rand(e.num_edges, generator=generator, dtype=torch.float64)
             order = torch.sort(key).indices

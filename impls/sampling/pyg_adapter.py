@@ -27,9 +27,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from impls.sampling.base import Sampler, SampleRequest
 from impls.sampling.block import RelationSample, SampledBlock
-from impls.sampling.layerwise import check_budget, check_generator
-from impls.sampling.proposals import gather_batch
 from reference.graph import HeteroGraph, Relation
 
 __all__ = ["PyGLoaderSampler", "backend_status"]
@@ -53,9 +52,11 @@ def backend_status() -> tuple[bool, str]:
     return True, ""
 
 
-class PyGLoaderSampler:
+class PyGLoaderSampler(Sampler):
     """``sample(graph, targets, budget, generator=None, edge_weight=None)`` through a
     torch_geometric loader (``loader`` = "neighbor" or "hgt"); see the module docstring."""
+
+    takes_edge_weight = False
 
     def __init__(self, loader: str = "neighbor"):
         if loader not in ("neighbor", "hgt"):
@@ -74,11 +75,11 @@ class PyGLoaderSampler:
         ok, why = backend_status()
         if not ok:
             raise RuntimeError(f"{self.name}: {why}")
-        if edge_weight is not None:
-            raise ValueError(f"{self.name} samples without edge weights; pass edge_weight=None")
-        budget = check_budget(budget)
-        generator = check_generator(generator)
-        clean, batch = gather_batch(graph, targets)
+        return super().sample(graph, targets, budget, generator, edge_weight)
+
+    def _sample(self, request: SampleRequest) -> SampledBlock:
+        graph, clean, batch = request.graph, request.targets, request.batch
+        budget, generator = request.budget, request.generator
         if len(clean) != 1:
             raise ValueError(f"{self.name} takes targets of one node type, got {sorted(clean)}")
         ((target_type, ids),) = clean.items()

@@ -153,7 +153,7 @@ def test_methods_command_prints_the_table(capsys):
 
     parser = argparse.ArgumentParser()
     methods.register(parser.add_subparsers())
-    args = parser.parse_args(["methods", "--method", "harness.conformance.broken:PEEK_AHEAD", "-v"])
+    args = parser.parse_args(["methods", "--plugin", "harness.conformance.broken:PEEK_AHEAD", "-v"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
     for name in (
@@ -167,7 +167,7 @@ def test_methods_command_prints_the_table(capsys):
         "oracle identity",
     ):
         assert name in out
-    args = parser.parse_args(["methods", "--method", "nope_module_xyz:X"])
+    args = parser.parse_args(["methods", "--plugin", "nope_module_xyz:X"])
     assert args.func(args) == 2
 
 

@@ -242,3 +242,28 @@ def test_bad_inputs_raise_clear_errors(name):
             s.sample(g, t, 2.5, gen)
         with pytest.raises(TypeError, match="budget must be an int"):
             s.sample(g, t, True, gen)
+
+
+def test_every_sampler_shares_the_base_class_checks():
+    from impls.sampling import SAMPLERS, SampledBlock, Sampler, SampleRequest
+
+    assert all(issubclass(factory, Sampler) for factory in SAMPLERS.values())
+
+    class KeepsNothing(Sampler):  # a new sampler writes _sample only
+        name = "keeps-nothing"
+
+        def _sample(self, request: SampleRequest):
+            seen.append(request)
+            return SampledBlock(targets=request.targets, relations={})
+
+    seen: list[SampleRequest] = []
+    g = skewed_graph()
+    with pytest.raises(ValueError, match="budget must be >= 1"):
+        KeepsNothing().sample(g, {"item": torch.tensor([0])}, 0)
+    with pytest.raises(ValueError, match=r"targets\['item'\] holds ids outside"):
+        KeepsNothing().sample(g, {"item": torch.tensor([10])}, 4)
+    assert not seen  # bad requests never reach the subclass
+    KeepsNothing().sample(g, {"item": torch.tensor([1, 0])}, 4)
+    (request,) = seen
+    assert request.budget == 4 and request.edge_weight == {}
+    assert set(request.batch) and all(r[2] == "item" for r in request.batch)

@@ -265,8 +265,16 @@ def test_bench_writes_json_plots_and_compares_with_its_previous_run(tmp_path, ca
     assert first["config"]["lengths"] == [32, 64] and first["machine_hash"]
     assert len(first["rows"]) == 2 * 2 * 2  # methods x lengths x passes
     assert all(r["pytest_benchmark"]["rounds"] == r["runs"] == 3 for r in first["rows"])
+    # this machine's peaks, measured once in the worker, and every row on its roofline
+    assert first["peaks_error"] is None and first["peaks"]["float32"]["gflops"] > 0
+    assert first["peaks"]["float32"]["threads"] == 1
+    assert all(r["roofline_fraction"] > 0 and r["bound"] for r in first["rows"])
     pngs = sorted(p.name for p in (tmp_path / "plots").iterdir())
-    assert pngs == ["attention-causal-forward-backward.png", "attention-causal-forward.png"]
+    assert pngs == [
+        "attention-causal-forward-backward.png",
+        "attention-causal-forward.png",
+        "attention-roofline.png",
+    ]
     assert all((tmp_path / "plots" / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
     capsys.readouterr()
     assert main(args) == 0
@@ -275,6 +283,7 @@ def test_bench_writes_json_plots_and_compares_with_its_previous_run(tmp_path, ca
     assert second["comparison"]["previous_created"] == first["created"]
     assert set(second["comparison"]["changes"]) == {bench_report.row_key(r) for r in first["rows"]}
     assert "compared with the previous run on this machine" in printed
+    assert "peaks (float32): " in printed and "% roofline" in printed
 
 
 def test_missing_matplotlib_gives_a_clear_error(monkeypatch, tmp_path):

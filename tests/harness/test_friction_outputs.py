@@ -37,7 +37,8 @@ def test_narrowed_grids_are_named_by_config_hash():
         (["--lengths", "256"], [256]),
         (["--full"], [256, 1024, 4096, 16384, 65536]),
         (["--methods", "sdpa"], quick),
-        (["--method", "pkg.mod:SPEC"], quick),
+        (["--plugin", "pkg.mod:SPEC"], quick),
+        (["--method", "pkg.mod:SPEC"], quick),  # the old spelling still counts
         (["--modes", "causal"], quick),
         (["--passes", "forward"], quick),
     ):

@@ -86,3 +86,18 @@ def test_judge_rejects_bad_input():
         judge([1.0] * 5, [1.0] * 5)
     with pytest.raises(ValueError, match="positive and finite"):
         judge([1.0] * 14 + [math.nan], [1.0] * 15)
+
+
+def test_detectable_slowdown_is_the_threshold_of_a_pure_shift():
+    rng = random.Random(7)
+    base, head = simulate(1.0, rng)
+    verdict = judge(base, head)
+    s = verdict.detectable
+    assert s > 1 + verdict.noise_floor  # never below the floor
+    # the same noise centred on no change (A/A), then shifted by a slowdown just above /
+    # below the threshold: the verdict flips there
+    centred = [t / verdict.ratio for t in head]
+    assert not judge(base, centred).regression
+    assert judge(base, [t * s * 1.001 for t in centred]).regression
+    assert not judge(base, [t * s * 0.999 for t in centred]).regression
+    assert "detects >= x" in verdict.describe()

@@ -32,7 +32,7 @@ def test_leaderboard_runs_an_external_plugin_and_gates_a_broken_one(tmp_path):
         "--plugin", "lisa_bench_example:SPEC",
         "--plugin", "conformance_broken:PEEK_AHEAD",
         "--methods", "sdpa",
-        "--lengths", "32", "64", "--repeats", "1", "--dim", "16",
+        "--lengths", "32", "64", "--repeats", "1",
         "--epochs", "2", "--seqrec-dim", "8", "--max-len", "10",
         "--synthetic-users", "120", "--synthetic-items", "130",
         "--no-progress", "--output-dir", str(out),

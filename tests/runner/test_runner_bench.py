@@ -71,7 +71,7 @@ def test_every_misbehaviour_is_a_row_and_the_run_completes(tmp_path):
     names = [name for name, _ in BAD.values()]
     command, out = _bench(
         tmp_path,
-        *[a for ref in refs for a in ("--method", ref)],
+        *[a for ref in refs for a in ("--plugin", ref)],
         "--timeout",
         "4",
         "--memory-cap-gb",
@@ -99,7 +99,7 @@ def test_every_misbehaviour_is_a_row_and_the_run_completes(tmp_path):
 
 def test_a_chatty_method_is_measured_and_the_tables_stay_clean(tmp_path):
     command, out = _bench(
-        tmp_path, "--method", "misbehaving_methods:PRINTS", methods=("chatty_but_correct",)
+        tmp_path, "--plugin", "misbehaving_methods:PRINTS", methods=("chatty_but_correct",)
     )
     done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -117,7 +117,7 @@ def _journal_cases(out: Path) -> int:
 
 INTERRUPTED = dict(
     methods=("sdpa", "slow_but_correct"),
-    extra=("--method", "misbehaving_methods:SLEEPY"),
+    extra=("--plugin", "misbehaving_methods:SLEEPY"),
     lengths=("32", "48", "64"),
 )
 

@@ -72,7 +72,7 @@ def test_leaderboard_survives_every_misbehaviour(tmp_path):
     command = [
         sys.executable, "-m", "harness", "leaderboard", "--quick", *plugins,
         "--methods", "sdpa", "--no-conformance", "--timeout", "3",
-        "--lengths", "32", "64", "--repeats", "1", "--dim", "16",
+        "--lengths", "32", "64", "--repeats", "1",
         "--epochs", "1", "--seqrec-dim", "8", "--max-len", "10",
         "--synthetic-users", "120", "--synthetic-items", "130",
         "--no-progress", "--output-dir", str(out),
@@ -82,6 +82,8 @@ def test_leaderboard_survives_every_misbehaviour(tmp_path):
     doc = json.loads((out / "leaderboard.json").read_text())
     rows = {r["method"]: r for r in doc["rows"]}
     assert rows["sdpa"]["status"] == "ok" and rows["sdpa"]["downstream"]["NDCG@10"] >= 0
+    baselines = doc["downstream_baselines"]["metrics"]  # same targets and negatives
+    assert 0 <= baselines["random"]["HR@10"] <= 1 and 0 <= baselines["popularity"]["HR@10"] <= 1
     for name, expected in bad.values():
         row = rows[name]
         assert row["status"] == "failed", row

@@ -1,0 +1,179 @@
+"""The leaderboard measures bench's own cases on a named grid of the workload: grid caps,
+per-case statuses, the headline length, and the workload's inputs for the error column."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.leaderboard import pipeline
+from harness.leaderboard.pipeline import LeaderboardConfig, add_headlines
+from harness.leaderboard.store import headline_length
+from harness.runner.isolation import Outcome
+from harness.workloads import attention as workload
+from harness.workloads.grids import GRIDS, Grid
+
+
+def test_grids_are_named_once_and_every_command_reads_them():
+    from harness.commands import memray_report
+    from harness.regress import gate_workload
+
+    assert workload.QUICK_LENGTHS == GRIDS["quick"].lengths
+    assert workload.FULL_LENGTHS == GRIDS["full"].lengths
+    assert memray_report.DEFAULT_LENGTHS == GRIDS["memory"].lengths
+    assert gate_workload.DEFAULT_LENGTHS == GRIDS["memory"].lengths
+    assert LeaderboardConfig().speed_grid() is GRIDS["leaderboard-quick"]
+    assert LeaderboardConfig.full().speed_grid() is GRIDS["leaderboard-full"]
+
+
+def test_quick_leaderboard_grid_reaches_16k_with_reportable_exponents():
+    grid = GRIDS["leaderboard-quick"]
+    linear = grid.lengths_for(1.0, 1.0)
+    exact = grid.lengths_for(2.0, 1.0)  # SDPA: quadratic time, linear memory
+    oracle = grid.lengths_for(2.0, 2.0)  # builds (L, L) matrices
+    assert max(linear) >= 16_384 and exact == linear
+    assert max(oracle) == 4_096
+    for lengths in (linear, oracle):  # >= 4 lengths spanning >= 16x: exponents reportable
+        assert len(lengths) >= 4 and lengths[-1] / lengths[0] >= 16
+    full = GRIDS["leaderboard-full"]
+    assert max(full.lengths_for(1.0, 1.0)) > 65_536 == max(full.lengths_for(2.0, 1.0))
+
+
+def test_custom_lengths_keep_the_named_grid_caps():
+    cfg = LeaderboardConfig(lengths=(1_024, 8_192))
+    assert cfg.speed_grid().lengths_for(2.0, 2.0) == (1_024,)
+    assert cfg.speed_grid().lengths_for(1.0, 1.0) == (1_024, 8_192)
+    with pytest.raises(ValueError, match="grid"):
+        LeaderboardConfig(grid="nope").check()
+    with pytest.raises(ValueError, match="lengths"):
+        LeaderboardConfig(lengths=(512, 256)).check()
+
+
+class _ScriptedRunner:
+    """Answers each call with the next scripted Outcome (or a bench-like ok row)."""
+
+    def __init__(self, outcomes):
+        self.outcomes = list(outcomes)
+        self.calls = []
+
+    def call(self, fn, *args, **kwargs):
+        self.calls.append((fn.__name__, args, kwargs))
+        return self.outcomes.pop(0)
+
+
+def _ok(median, peak, roof=None):
+    return Outcome("ok", {"status": "ok", "median_s": median, "peak_bytes": peak,
+                          "roofline_fraction": roof})  # fmt: skip
+
+
+def test_speed_grid_runs_bench_cases_and_stops_after_a_timeout():
+    runner = _ScriptedRunner(
+        [_ok(0.1, 100, 0.5), Outcome("timeout", None, "no answer after 3 s"), _ok(9.9, 9)]
+    )
+    cfg = LeaderboardConfig(repeats=2, budget_s=1.5)
+    got = pipeline._speed_grid("linear", "causal", (256, 512, 1_024), ("pkg:X",), cfg, runner)
+    assert [c[0] for c in runner.calls] == ["measure_case", "measure_case"]  # 1,024 not run
+    name, args, kwargs = runner.calls[0]
+    case = args[1]
+    assert (case.method, case.length, case.mode, case.pass_) == ("linear", 256, "causal", "forward")
+    assert args[2] == ("pkg:X",) and kwargs["repeats"] == 2 and kwargs["budget_s"] == 1.5
+    assert got["time_s"] == [0.1, None, None] and got["memory_bytes"] == [100, None, None]
+    assert got["roofline_fraction"] == [0.5, None, None]
+    assert got["status"][0] == "ok" and got["status"][1].startswith("timeout")
+    assert got["status"][2] == "skipped (timeout at a shorter L)"
+
+
+def test_speed_grid_reports_a_bench_status_and_goes_on():
+    runner = _ScriptedRunner([Outcome("ok", {"status": "error: RuntimeError: boom"}), _ok(0.2, 50)])
+    got = pipeline._speed_grid("m", "causal", (256, 512), (), LeaderboardConfig(), runner)
+    assert got["status"] == ["error: RuntimeError: boom", "ok"]
+    assert got["time_s"] == [None, 0.2]
+
+
+def _row(name, lengths, ratios, reference_only=False):
+    return {
+        "method": name,
+        "speed": {
+            "lengths": lengths,
+            "time_ratio": ratios,
+            "memory_ratio": [r and 2 * r for r in ratios],
+            "reference_only": reference_only,
+        },
+    }
+
+
+def test_headline_is_the_longest_length_every_compared_row_reached():
+    rows = [
+        _row("sdpa", [256, 1_024, 4_096], [1.0, 1.0, 1.0]),
+        _row("fast", [256, 1_024, 4_096], [2.0, 0.5, 0.1]),
+        _row("stalled", [256, 1_024, 4_096], [2.0, 0.7, None]),
+        _row("oracle", [256], [30.0], reference_only=True),  # short grid: not compared
+        {"method": "broken", "speed": None},
+    ]
+    assert headline_length(rows) == 1_024
+    assert add_headlines(rows) == 1_024
+    assert rows[1]["speed"]["headline"] == {"length": 1_024, "time_ratio": 0.5, "memory_ratio": 1.0}
+    assert rows[3]["speed"]["headline"]["time_ratio"] is None  # the oracle never reached it
+    assert headline_length([rows[-1]]) is None
+
+
+def test_draw_inputs_is_the_one_input_generator():
+    from harness.conformance.workload import qkv, vocabulary_qkv
+
+    q, k, v = workload.draw_inputs("gaussian", (1, 2, 8, 4), 3, value_dim=5)
+    assert q.shape == k.shape == (1, 2, 8, 4) and v.shape == (1, 2, 8, 5)
+    assert q.dtype == torch.float64 and not torch.equal(q, k)
+    again = workload.draw_inputs("gaussian", (1, 2, 8, 4), 3, value_dim=5)
+    assert all(torch.equal(a, b) for a, b in zip((q, k, v), again, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(qkv(1, 2, 8, 4, 5, seed=3), again, strict=True))
+    vq, vk, _ = workload.draw_inputs("vocabulary", (2, 1, 64, 8), 0)
+    # 64 positions from 16 tokens: rows repeat up to the 0.05 noise
+    dist = torch.cdist(vk[0, 0], vk[0, 0])
+    assert int((dist < 0.5).sum()) > 64
+    same = vocabulary_qkv(2, 1, 64, 8, seed=0)
+    assert torch.equal(same[0], vq)
+    with pytest.raises(ValueError, match="kind"):
+        workload.draw_inputs("uniform", (1, 1, 4, 4), 0)
+    with pytest.raises(ValueError, match="shape"):
+        workload.draw_inputs("gaussian", (1, 1, 0, 4), 0)
+
+
+def test_error_column_uses_the_workload_dims_and_inputs():
+    from impls import registry
+
+    spec = next(s for s in registry.all_methods() if s.name == "oracle")
+    err = pipeline.error_against_exact(spec, lengths=(16, 32))
+    assert err["dim"] == workload.DIM and err["lengths"] == [16, 32]
+    assert set(err["by_length"]) == set(workload.INPUT_KINDS)
+    assert all(e < 1e-5 for kind in workload.INPUT_KINDS for e in err["by_length"][kind])
+    linear = next(s for s in registry.all_methods() if s.name == "linear")
+    approx = pipeline.error_against_exact(linear, lengths=(16,))
+    assert approx["gaussian"] > 1e-2  # an approximation shows its error
+
+
+def test_grid_caps_by_expected_exponents():
+    grid = Grid("g", (4, 8, 16), quadratic_max=8, materialized_max=4)
+    assert grid.lengths_for(None, None) == (4, 8, 16)
+    assert grid.lengths_for(2.5, 1.0) == (4, 8)
+    assert grid.lengths_for(1.0, 2.0) == (4,)
+
+
+def test_downstream_task_from_your_own_dataset_card(tmp_path):
+    rows = ["uid,song,ts"] + [
+        f"u{u},s{(7 * u + 3 * t) % 300},{t}" for u in range(30) for t in range(6)
+    ]
+    (tmp_path / "plays.csv").write_text("\n".join(rows) + "\n")
+    card = tmp_path / "plays.json"
+    card.write_text(
+        '{"name": "my-plays", "path": "plays.csv", "format": "csv",'
+        ' "columns": {"user": "uid", "item": "song", "time": "ts"}}'
+    )
+    task = pipeline.load_leaderboard_task(LeaderboardConfig(dataset_card=str(card)))
+    assert task.data.name == "my-plays" and task.data.checksum
+    assert len(task.test.targets) == 30  # every user keeps its last event for the test split
+    small = tmp_path / "small.json"
+    (tmp_path / "few.csv").write_text("uid,song,ts\n" + "".join(f"a,s{t},{t}\n" for t in range(5)))
+    small.write_text('{"name": "few", "path": "few.csv", "format": "csv",'
+                     ' "columns": {"user": "uid", "item": "song", "time": "ts"}}')  # fmt: skip
+    with pytest.raises(ValueError, match="--dataset-card .*small.json"):
+        pipeline.load_leaderboard_task(LeaderboardConfig(dataset_card=str(small)))
