@@ -241,8 +241,19 @@ def register(subparsers) -> None:
     )
     p.add_argument("--output", default="results/gpu", help="folder for every result")
     p.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S, help="seconds in all")
-    p.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
-    p.add_argument("--lengths", type=int, nargs="+", default=list(GRID_LENGTHS))
+    p.add_argument(
+        "--device",
+        default="cuda",
+        choices=("cuda", "cpu"),
+        help="cpu: rehearse the plan on a CPU machine (use small --lengths)",
+    )
+    p.add_argument(
+        "--lengths",
+        type=int,
+        nargs="+",
+        default=list(GRID_LENGTHS),
+        help="grid lengths for every method",
+    )
     p.add_argument(
         "--long-lengths",
         type=int,
