@@ -18,6 +18,10 @@ of the test targets occur in the user's own history it warns that the protocol's
 negatives (never an item the user touched) let a seen-before heuristic win, and
 ``--negatives-from all`` draws negatives from every item but the target instead. With
 several ``--seeds`` it prints each metric's mean and 95% Student-t interval over seeds.
+LISA layers follow the authors' published code by default (``--lisa-config authors``);
+``--lisa-config project`` gives the project's variant, and ``--lisa-set FLAG=VALUE``
+changes one flag of either (see "The authors' configuration and the project's
+deviations" in docs/downstream-ml-1m.md); the record's ``lisa_config`` lists the flags.
 A run whose training loss becomes NaN or inf stops, prints ``diverged: non-finite loss at
 epoch E step S`` and exits with status 1 (no score is printed for it). Training runs in an
 isolated worker (``--timeout`` per seed, ``--memory-cap-gb``): a method that crashes, hangs
@@ -97,6 +101,27 @@ def _print_baselines(baselines: dict, protocol: dict, method: str, mean_hr10: fl
 BUILTIN_DATASETS = ("synthetic", "ml-100k", "ml-1m")
 # = harness.seqrec.training.NEGATIVES_FROM (not imported here: it pulls in torch)
 NEGATIVES_FROM = ("history-excluded", "all")
+# = impls.attention.lisa_layers.LISA_CONFIGS (not imported here: it pulls in torch)
+LISA_CONFIG_CHOICES = ("authors", "project")
+
+
+def _lisa_options(pairs: list[str]) -> dict:
+    """``["query_code_gradient=true", "soft_query=code"]`` -> {flag: value}; booleans are
+    true/false (also 1/0, yes/no), anything else stays a string. ValueError when a pair
+    has no ``=``."""
+    options = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--lisa-set expects FLAG=VALUE, got {pair!r}")
+        low = value.strip().lower()
+        if low in ("true", "1", "yes"):
+            options[name.strip()] = True
+        elif low in ("false", "0", "no"):
+            options[name.strip()] = False
+        else:
+            options[name.strip()] = value.strip()
+    return options
 
 
 def _load_task(args: argparse.Namespace):
@@ -159,6 +184,11 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     authors = args.dataset == "ml-1m" and args.inter is None
+    try:
+        lisa_options = _lisa_options(args.lisa_set)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     cfg = TrainConfig(
         d_model=args.dim if args.dim is not None else (128 if authors else 64),
         max_len=args.max_len if args.max_len is not None else (200 if authors else 50),
@@ -167,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
         patience=args.patience,
         lr=args.lr,
         dropout=args.dropout,
+        lisa_config=args.lisa_config,
+        lisa_options=lisa_options,
     )
     for flag, value in (
         ("--dim", cfg.d_model),
@@ -242,9 +274,13 @@ def run(args: argparse.Namespace) -> int:
                 )
                 break
             t = rec["test"]
+            lisa = ""
+            if rec.get("lisa_config") is not None:
+                changed = ", ".join(f"{k}={v}" for k, v in sorted(lisa_options.items()))
+                lisa = f"; LISA config {cfg.lisa_config}" + (f" with {changed}" if changed else "")
             print(
                 f"{rec['method']} on {rec['dataset']} (seed {seed}; {rec['users']} users, "
-                f"{rec['items']} items; D={cfg.d_model}, max_len={cfg.max_len}; best epoch "
+                f"{rec['items']} items; D={cfg.d_model}, max_len={cfg.max_len}{lisa}; best epoch "
                 f"{rec['best_epoch']}/{rec['epochs_run']})\n"
                 f"  test   HR@5 {t['HR@5']:.4f}  NDCG@5 {t['NDCG@5']:.4f}  "
                 f"HR@10 {t['HR@10']:.4f}  NDCG@10 {t['NDCG@10']:.4f}\n"
@@ -352,6 +388,23 @@ def register(subparsers) -> None:
         help="where evaluation negatives come from: history-excluded (the authors' protocol: "
         "items the user never touched) or all (every item but the target, history allowed: "
         "the fair variant on repeat-consumption data)",
+    )
+    parser.add_argument(
+        "--lisa-config",
+        choices=LISA_CONFIG_CHOICES,
+        default="authors",
+        help="LISA layers and their wiring: authors (the published code's semantics, the "
+        "default) or project (this project's variant; see docs/downstream-ml-1m.md)",
+    )
+    parser.add_argument(
+        "--lisa-set",
+        action="append",
+        default=[],
+        metavar="FLAG=VALUE",
+        help="change one LISAConfig flag of --lisa-config (repeatable), e.g. "
+        "query_code_gradient=true, soft_query=projected, soft_residual=false, "
+        "regularizer=project, quantize_clean_input=false, reconstruction_residual=false, "
+        "quantized_targets=false, scale_targets=true",
     )
     parser.add_argument(
         "--seeds",

@@ -10,6 +10,20 @@ positions (L_max, D), initialised N(0, 1)::
     h = LayerNorm(h + dropout(FFN(h)))                FFN: Linear(D, D) - ReLU - Linear(D, D)
     score(h_l, item i) = <h_l, T[i]>                  T = E (LISA-Mini: its target codes)
 
+That is the wiring for every non-LISA method and for LISA layers with the project's
+configuration. A LISA layer's ``config`` (``impls.attention.lisa_layers.LISAConfig``; the
+authors' configuration is the default) changes it. The authors' wiring, x = sqrt(D) E[seq]
+with padded rows zeroed and x_hat the layer's reconstruction of x::
+
+    a = attention(x, causal=True, key_padding_mask=mask)   the un-dropped x is quantised
+    h = LayerNorm(dropout(x_hat) + P[0..L-1] + dropout(a))  x_hat is the residual stream
+    T[i] = Q(sqrt(D) E[i])      Base (its sequence quantiser Q), Mini (its target codebook)
+    T[i] = sqrt(D) E[i]         Soft (targets not quantised)
+
+i.e. targets stay at the sequence's scale (not divided by sqrt(D)). Each of these is a
+separate flag (``quantize_clean_input``, ``reconstruction_residual``, ``quantized_targets``,
+``scale_targets``).
+
 Scale: the sequence sees unit-variance entries (sqrt(D) E, as in the Transformer and
 SASRec), while scores use E itself, so that initial scores are O(1) (h is layer-normed).
 With N(0, 1) embeddings scored directly the initial logits have standard deviation
@@ -144,10 +158,16 @@ class RegistryAttentionLayer(nn.Module):
 
 
 def make_attention_layer(
-    method: str, d_model: int, *, extra: Sequence[str] = (), **hyperparameters: Any
+    method: str,
+    d_model: int,
+    *,
+    extra: Sequence[str] = (),
+    lisa_config: Any = "authors",
+    **hyperparameters: Any,
 ) -> nn.Module:
     """The attention layer for ``method`` (a LISA layer name, a registry name or
-    ``module:attr``); ValueError naming the method when it cannot serve causal use."""
+    ``module:attr``); ValueError naming the method when it cannot serve causal use.
+    ``lisa_config`` (a preset name or a ``LISAConfig``) applies to the LISA layers only."""
     name = canonical_method(method)
     if name == NO_ATTENTION:
         return NoAttention()
@@ -155,6 +175,7 @@ def make_attention_layer(
         from impls.attention.lisa_layers import LISABase, LISAMini, LISASoft
 
         cls = {"lisa-base": LISABase, "lisa-soft": LISASoft, "lisa-mini": LISAMini}[name]
+        hyperparameters.setdefault("config", lisa_config)
         return cls(d_model, **hyperparameters)
     try:
         spec = registry.get_method(name, extra)
@@ -208,34 +229,60 @@ class SASRec(nn.Module):
         e = self.dropout(self.item_emb(seq) * self.input_scale) * (~mask)[..., None]
         return e, mask
 
+    def lisa_config(self) -> Any:
+        """The attention layer's ``LISAConfig`` (None for non-LISA layers)."""
+        return getattr(self.attention, "config", None)
+
     def forward(self, seq: Tensor) -> Tensor:
         """seq (batch, L) item ids, 0 = padding, L <= max_len -> h (batch, L, D)."""
         if seq.dim() != 2 or seq.shape[1] > self.max_len:
             raise ValueError(f"seq must be (batch, L <= {self.max_len}), got {tuple(seq.shape)}")
-        e, mask = self.embed(seq)
-        a = self.attention(e, causal=True, key_padding_mask=mask)
+        cfg = self.lisa_config()
+        if cfg is not None and cfg.quantize_clean_input:
+            mask = seq == 0
+            keep = (~mask)[..., None]
+            clean = self.item_emb(seq) * self.input_scale * keep
+            a = self.attention(clean, causal=True, key_padding_mask=mask)
+            stream = self.attention.reconstruction if cfg.reconstruction_residual else clean
+            e = self.dropout(stream) * keep
+        else:
+            e, mask = self.embed(seq)
+            a = self.attention(e, causal=True, key_padding_mask=mask)
+            if cfg is not None and cfg.reconstruction_residual:
+                e = self.attention.reconstruction * (~mask)[..., None]
         pos = self.pos_emb(torch.arange(seq.shape[1], device=seq.device))
         h = self.norm1(e + pos + self.dropout(a))
         h = self.norm2(h + self.dropout(self.ffn(h)))
         return h * (~mask)[..., None]
 
     def item_vectors(self, ids: Tensor) -> Tensor:
-        """Target representations T[ids] (..., D): E[ids], or for LISA-Mini the
-        reconstruction of E[ids] by its target quantiser (straight-through), which encodes
-        in the sequence's scale: T = TQ(sqrt(D) E[ids]) / sqrt(D)."""
-        target_quantizer = getattr(self.attention, "target_quantizer", None)
+        """Target representations T[ids] (..., D). With a LISA layer whose
+        ``target_encoder()`` is a quantiser TQ (Mini's target codebook; Base's sequence
+        quantiser when ``quantized_targets``): T = TQ(sqrt(D) E[ids]) (straight-through),
+        the quantiser encoding in the sequence's scale; otherwise T = sqrt(D) E[ids].
+        Both are divided by sqrt(D) (back to E's scale) unless the layer's config has
+        ``scale_targets=False`` (the authors'); non-LISA layers: T = E[ids]."""
+        cfg = self.lisa_config()
+        divide = cfg is None or cfg.scale_targets
+        encoder = getattr(self.attention, "target_encoder", None)
+        target_quantizer = encoder() if encoder is not None else None
         if target_quantizer is None:
-            return self.item_emb(ids)
+            emb = self.item_emb(ids)
+            return emb if divide else emb * self.input_scale
         # Each distinct item is encoded once (a batch scores at most n items, but has
         # batch * L * (1 + negatives) slots); the gather sums gradients over repeats.
         unique, inverse = torch.unique(ids, return_inverse=True)
         emb = self.item_emb(unique) * self.input_scale
-        return (target_quantizer(emb).reconstruction / self.input_scale)[inverse]
+        vectors = target_quantizer(emb).reconstruction
+        if divide:
+            vectors = vectors / self.input_scale
+        return vectors[inverse]
 
     def score(self, h: Tensor, ids: Tensor) -> Tensor:
         """h (..., D), ids (..., m) -> scores (..., m)."""
         return (h[..., None, :] * self.item_vectors(ids)).sum(-1)
 
     def regularizer(self) -> Tensor | None:
-        """LISA-Soft's quantisation MSE from the last forward (None for other layers)."""
+        """LISA-Soft's quantisation penalty from the last forward, already weighted as its
+        config says (None for other layers)."""
         return getattr(self.attention, "regularizer", None)

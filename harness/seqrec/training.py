@@ -8,6 +8,9 @@
   replacement from every item except the target, so items of the user's history can be
   negatives). On repeat-consumption data the default lets a "seen before" heuristic rank
   the target first whenever the user had it before (``harness.seqrec.baselines``).
+* LISA layers: ``TrainConfig.lisa_config`` (``"authors"``, the default, or ``"project"``)
+  plus ``lisa_options`` (individual ``LISAConfig`` flags) choose the layers' semantics and
+  the model's wiring (``harness.seqrec.sasrec``); the record's ``lisa_config`` lists them.
 * Training: each user's training sequence s_1..s_{T-2}; inputs s_1..s_{T-3}, targets
   s_2..s_{T-2}, both windowed to the last ``max_len`` events and left-padded; next-item
   BCE at every position with one negative per position drawn uniformly from 1..n (seeded;
@@ -36,7 +39,7 @@ import resource
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +86,11 @@ class TrainConfig:
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.98)
     dropout: float = 0.1
-    reg_weight: float = 1.0  # weight of LISA-Soft's regulariser
+    reg_weight: float = 1.0  # extra factor on LISA-Soft's (already weighted) regulariser
+    # LISA layers only: preset "authors" (the default) or "project", then flag overrides
+    # (impls.attention.lisa_layers.LISAConfig field -> value)
+    lisa_config: str = "authors"
+    lisa_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     eval_batch_size: int = 512
     calibration_users: int = 64
@@ -100,6 +107,13 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        self.resolved_lisa_config()
+
+    def resolved_lisa_config(self):
+        """The ``LISAConfig`` the LISA layers get (ValueError for a bad name or flag)."""
+        from impls.attention.lisa_layers import lisa_config
+
+        return lisa_config(self.lisa_config, **self.lisa_options)
 
 
 @dataclass
@@ -283,7 +297,10 @@ def train_and_evaluate(
     cfg = config or TrainConfig()
     cfg.check()
     torch.manual_seed(cfg.seed)
-    layer = make_attention_layer(method, cfg.d_model, extra=extra, **(hyperparameters or {}))
+    lisa = cfg.resolved_lisa_config()
+    layer = make_attention_layer(
+        method, cfg.d_model, extra=extra, lisa_config=lisa, **(hyperparameters or {})
+    )
     model = SASRec(
         task.data.num_items, layer, d_model=cfg.d_model, max_len=cfg.max_len, dropout=cfg.dropout
     )
@@ -372,6 +389,8 @@ def train_and_evaluate(
         "items": task.data.num_items,
         "events": task.data.num_events,
         "config": {**asdict(cfg), "betas": list(cfg.betas)},
+        # the LISA layer's flags in full (None for other methods)
+        "lisa_config": asdict(model.lisa_config()) if model.lisa_config() is not None else None,
         "parameters": sum(p.numel() for p in model.parameters()),
         "epochs_run": len(history),
         "best_epoch": best_epoch,

@@ -7,8 +7,12 @@ encoded residually (Wu et al. 2021)::
     logits_b = (r_b M) C[b]^T                    M: (D, D) learned metric, identity at init
     w_b = argmax_w logits_b[w]                   hard code
     p_b = softmax(logits_b / tau)                soft code (tau = 0.7 in the authors' code)
-    r_{b+1} = r_b - C[b, w_b]
+    r_{b+1} = r_b - C[b, w_b]                    hard residual (the default)
     x_hat = sum_b C[b, w_b]                      reconstruction
+
+With ``soft_residual=True`` (the authors' LISA-Soft) the residual and the reconstruction
+use the soft codes instead: ``r_{b+1} = r_b - p_b C[b]`` and ``x_hat = sum_b p_b C[b]``
+(plain softmax mixtures, differentiable, no straight-through); codes are still the argmaxes.
 
 Training is straight-through: the forward pass uses the one-hot of w_b, the backward pass
 the gradient of p_b (``one_hot = hard + p - p.detach()``). No Gumbel noise is added.
@@ -30,7 +34,8 @@ __all__ = ["QuantizerOutput", "ResidualQuantizer"]
 
 class QuantizerOutput(NamedTuple):
     """codes: (..., B) int64; probs: (..., B, W) soft codes;
-    reconstruction: (..., D) = sum_b C[b, codes[b]] (with straight-through gradients)."""
+    reconstruction: (..., D) = sum_b C[b, codes[b]] (with straight-through gradients), or
+    sum_b probs[b] @ C[b] for a quantiser with ``soft_residual``."""
 
     codes: Tensor
     probs: Tensor
@@ -51,10 +56,18 @@ class ResidualQuantizer(nn.Module):
         num_codebooks: B.
         num_codewords: W per codebook.
         tau: softmax temperature of the soft codes / straight-through gradient.
+        soft_residual: subtract (and reconstruct with) the soft mixture p_b C[b] instead of
+            the chosen codeword C[b, w_b] (the authors' LISA-Soft; default False).
     """
 
     def __init__(
-        self, dim: int, num_codebooks: int = 8, num_codewords: int = 128, tau: float = 0.7
+        self,
+        dim: int,
+        num_codebooks: int = 8,
+        num_codewords: int = 128,
+        tau: float = 0.7,
+        *,
+        soft_residual: bool = False,
     ):
         super().__init__()
         for name, value in (
@@ -72,6 +85,7 @@ class ResidualQuantizer(nn.Module):
             num_codewords,
             float(tau),
         )
+        self.soft_residual = bool(soft_residual)
         # Later codebooks quantise smaller residuals: scale their initial spread down.
         decay = 0.5 ** torch.arange(num_codebooks, dtype=torch.float32)[:, None, None]
         self.codebooks = nn.Parameter(torch.randn(num_codebooks, num_codewords, dim) * decay)
@@ -94,7 +108,10 @@ class ResidualQuantizer(nn.Module):
             logits = residual @ projections[b]  # (N, 1, 1, W)
             p = torch.softmax(logits / self.tau, dim=-1)  # softmax subtracts the row max
             code = logits.argmax(dim=-1)
-            chosen = straight_through_rows(codebooks[b][None], code, p)  # C[b, code]
+            if self.soft_residual:
+                chosen = p @ codebooks[b]  # sum_w p_b(w) C[b, w]
+            else:
+                chosen = straight_through_rows(codebooks[b][None], code, p)  # C[b, code]
             residual = residual - chosen
             reconstruction = reconstruction + chosen
             codes.append(code)

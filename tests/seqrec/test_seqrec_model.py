@@ -22,9 +22,9 @@ from impls import registry
 SMALL = SyntheticConfig(num_users=300, num_items=150, min_len=8, max_len=20)
 
 
-def _model(method, d=16, n_items=30, max_len=12):
+def _model(method, d=16, n_items=30, max_len=12, lisa_config="authors"):
     torch.manual_seed(0)
-    layer = make_attention_layer(method, d)
+    layer = make_attention_layer(method, d, lisa_config=lisa_config)
     if isinstance(layer, RegistryAttentionLayer):
         layer.calibrate(torch.randn(4, max_len, d))
     return SASRec(n_items, layer, d_model=d, max_len=max_len).eval()
@@ -86,17 +86,22 @@ def test_lisa_soft_regulariser_and_lisa_mini_target_codes():
     assert _model("sdpa").regularizer() is None
 
 
-def test_lisa_mini_target_codes_encode_each_item_once_with_the_same_values_and_gradients():
-    mini = _model("lisa-mini", d=8)
+@pytest.mark.parametrize("lisa_config", ["authors", "project"])
+def test_lisa_mini_target_codes_encode_each_item_once_with_the_same_values_and_gradients(
+    lisa_config,
+):
+    mini = _model("lisa-mini", d=8, lisa_config=lisa_config)
     ids = torch.tensor([[3, 5, 3], [7, 5, 5]])
     tq, scale = mini.attention.target_quantizer, mini.input_scale
-    direct = tq(mini.item_emb(ids) * scale).reconstruction / scale
+    # the project divides the target codes by sqrt(D); the authors' do not
+    divide = scale if lisa_config == "project" else 1.0
+    direct = tq(mini.item_emb(ids) * scale).reconstruction / divide
     fast = mini.item_vectors(ids)
     torch.testing.assert_close(fast, direct, rtol=0, atol=1e-6)
     weight = torch.randn(fast.shape, generator=torch.Generator().manual_seed(0))
     grads = [
         torch.autograd.grad((out * weight).sum(), (mini.item_emb.weight, tq.codebooks))
-        for out in (mini.item_vectors(ids), tq(mini.item_emb(ids) * scale).reconstruction / scale)
+        for out in (mini.item_vectors(ids), tq(mini.item_emb(ids) * scale).reconstruction / divide)
     ]
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
@@ -106,9 +111,11 @@ def test_lisa_mini_target_codes_encode_each_item_once_with_the_same_values_and_g
 def test_initial_scores_are_order_one_and_the_sequence_sees_unit_scale(method):
     """Embeddings start N(0, 1/D) and enter the sequence times sqrt(D): initial scores
     <h, T[i]> have standard deviation ~1 (an N(0, 1) table scored directly gives ~sqrt(D),
-    i.e. BCE ~8 at D = 128), for LISA-Mini's target codes too."""
+    i.e. BCE ~8 at D = 128), for LISA-Mini's target codes too. This is the project's
+    configuration: the authors' leaves targets at the sequence's scale (see
+    tests/attention/test_lisa_authors.py)."""
     d = 128
-    model = _model(method, d=d, n_items=400)
+    model = _model(method, d=d, n_items=400, lisa_config="project")
     seq = torch.randint(1, 401, (16, 12), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         e, _ = model.embed(seq)
