@@ -39,6 +39,7 @@ COMMAND_MODULES = (
     "harness.commands.leaderboard",
     "harness.commands.conformance",
     "harness.commands.gpu_run",
+    "harness.commands.associative_recall",
 )
 
 
