@@ -519,6 +519,18 @@ def asv(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none")
+def dashboard(session: nox.Session) -> None:
+    """The asv history dashboard, offline: ``asv publish`` over the saved results
+    (``.asv/results``), then ``python -m harness asv-dashboard``, which vendors the page's
+    CDN scripts from the npm registry (pinned, sha512-checked, cached once per machine).
+    Serve it with ``python -m http.server -d .asv/html``. Extra arguments go to
+    ``asv-dashboard`` (e.g. ``-- --offline``)."""
+    env = project_env(session)
+    env.run("asv", "publish")
+    env.run("python", "-m", "harness", "asv-dashboard", "--html", ".asv/html", *session.posargs)
+
+
+@nox.session(venv_backend="none")
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check over the whole tree, and the import contracts
     (reference <- impls <- harness; pyproject's [tool.importlinter]) with import-linter,

@@ -40,6 +40,7 @@ COMMAND_MODULES = (
     "harness.commands.conformance",
     "harness.commands.gpu_run",
     "harness.commands.associative_recall",
+    "harness.commands.asv_dashboard",
 )
 
 

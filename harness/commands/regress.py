@@ -66,14 +66,16 @@ def register(subparsers) -> None:
     p.add_argument(
         "--workers-per-side",
         type=int,
-        default=1,
-        help="worker processes per commit, used in rotation (default 1)",
+        default=2,
+        help="worker processes per commit, used in rotation (default 2: the setting with the "
+        "best measured power, docs/regress-power.md)",
     )
     p.add_argument(
         "--threads",
         type=int,
-        default=0,
-        help="torch threads per worker (default 0 = the library default)",
+        default=1,
+        help="torch threads per worker (default 1, so the workers of both sides do not "
+        "contend for cores; 0 = the library default)",
     )
     p.add_argument(
         "--case-timeout",

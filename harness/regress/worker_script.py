@@ -21,10 +21,11 @@ so whatever the measured code prints, writes to fd 1 or reads cannot touch the p
 ``--memory-cap-bytes N`` lowers the address-space limit (RLIMIT_AS) to N bytes before
 anything is imported, where the OS allows it, so a case that allocates too much fails with
 MemoryError in this worker instead of taking the machine down. ``--threads N`` sets
-torch's intra-op threads before the workload is imported (the gate also sets
-OMP_NUM_THREADS). The first request for a case builds it and makes one warm-up call,
-untimed. Exceptions (SystemExit included) are replied as {"error": message}, so the gate
-can say which side lacks a case or fails; a crash or hang is detected by the gate.
+torch's intra-op threads once the workload is imported, if it imported torch, before any
+case is built (the gate also sets OMP_NUM_THREADS). The first request for a case builds
+it and makes one warm-up call, untimed. Exceptions (SystemExit included) are replied as
+{"error": message}, so the gate can say which side lacks a case or fails; a crash or hang
+is detected by the gate.
 """
 
 from __future__ import annotations
@@ -99,14 +100,16 @@ def main() -> int:
         out.flush()
 
     try:
-        if args.threads:
-            import torch
-
-            torch.set_num_threads(args.threads)
         module = importlib.import_module(args.workload)
         build = module.build_case
+        # torch is not imported here for a workload that does not use it (it alone needs
+        # more address space than a small --memory-cap-bytes allows); the parent also sets
+        # OMP_NUM_THREADS, which torch reads when the workload imports it
+        if args.threads and "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(args.threads)
     except (Exception, SystemExit) as error:
-        reply({"error": f"cannot load {args.workload}.build_case: {error}"})
+        kind = type(error).__name__
+        reply({"error": f"cannot load {args.workload}.build_case: {kind}: {error}"})
         return 1
     reply({"ready": True, "memory_cap": memory_cap})
     cases = {}

@@ -266,7 +266,17 @@ def test_nox_lists_every_session():
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    for name in ("tests", "bench", "lint", "leaderboard", "asv", "memray", "regress"):
+    for name in (
+        "tests",
+        "bench",
+        "lint",
+        "leaderboard",
+        "asv",
+        "dashboard",
+        "memray",
+        "regress",
+        "gpu",
+    ):
         assert f" {name} -> " in out.stdout
 
 

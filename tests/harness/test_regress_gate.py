@@ -130,3 +130,11 @@ def test_gate_rejects_bad_worker_options(toy_repo, tmp_path, capsys, flag):
     code = regress(toy_repo, tmp_path / "r.json", "changed", extra=flag)
     assert code == 2
     assert flag[0] in capsys.readouterr().err
+
+
+def test_gate_defaults_are_the_measured_ones():
+    """docs/regress-power.md chose 2 workers per side and 1 thread per worker."""
+    from harness import cli
+
+    args = cli.build_parser().parse_args(["regress", "HEAD~1", "HEAD"])
+    assert (args.workers_per_side, args.threads, args.rounds) == (2, 1, 21)
