@@ -29,6 +29,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.results import write_bytes_atomic, write_text_atomic
+
 __all__ = [
     "VENDOR",
     "VendorFile",
@@ -139,8 +141,9 @@ class VendorIntegrityError(ValueError):
 
 def vendor_cache() -> Path:
     """``$LISA_BENCH_DATA/asv-vendor`` (default ``~/.cache/lisa-bench/asv-vendor``)."""
-    root = os.environ.get("LISA_BENCH_DATA") or Path.home() / ".cache" / "lisa-bench"
-    return Path(root) / "asv-vendor"
+    from harness.datasets.cache import data_dir
+
+    return data_dir() / "asv-vendor"
 
 
 def _sri_sha512(data: bytes) -> str:
@@ -173,10 +176,7 @@ def fetch_tarball(entry: VendorFile, cache: Path, *, offline: bool = False) -> b
         raise VendorIntegrityError(
             f"{entry.tarball_url} does not match its pinned integrity {entry.integrity}"
         )
-    cache.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
+    write_bytes_atomic(path, data)
     return data
 
 
@@ -238,9 +238,7 @@ def make_offline(
         key = entry.tarball_name
         if key not in tarballs:
             tarballs[key] = fetch_tarball(entry, cache_dir, offline=offline)
-        partial = target / (entry.local + ".partial")
-        partial.write_bytes(_member(tarballs[key], entry))
-        os.replace(partial, target / entry.local)
+        write_bytes_atomic(target / entry.local, _member(tarballs[key], entry))
 
     def local_tag(match: re.Match) -> str:
         url = match.group("url")
@@ -252,7 +250,5 @@ def make_offline(
         text = page.read_text(encoding="utf-8")
         rewritten = _EXTERNAL_TAG.sub(local_tag, text)
         if rewritten != text:
-            partial = page.with_suffix(".html.partial")
-            partial.write_text(rewritten, encoding="utf-8")
-            os.replace(partial, page)
+            write_text_atomic(page, rewritten)
     return sorted(entry.local for entry in needed.values())

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 __all__ = ["register", "run"]
 
@@ -101,18 +100,10 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-BUILTIN_DATA = ("synthetic", "movielens", "ml-1m")
-
-
 def _load_task(args: argparse.Namespace):
     """(task, None) or (None, error message) for the data the arguments name."""
-    from harness.datasets import (
-        GraphTask,
-        load_graph_card,
-        load_movielens_1m,
-        load_movielens_100k_kg,
-        make_synthetic_graph,
-    )
+    from harness.datasets import GraphTask, load_graph_card
+    from harness.datasets.builtin_graphs import BUILTIN_GRAPHS, load_builtin_graph
     from harness.datasets.registry import DatasetPluginError, load_registered_dataset
 
     if args.dataset_card is not None:
@@ -123,27 +114,19 @@ def _load_task(args: argparse.Namespace):
         except (OSError, ValueError) as exc:
             return None, str(exc)
     data = args.data or "synthetic"
-    if data in ("movielens", "ml-1m"):
-        from harness.datasets.cache import data_dir
-
-        name = "ml-100k" if data == "movielens" else "ml-1m"
-        folder = args.data_dir or str(data_dir() / name)
-        if not (Path(folder) / f"{name}.inter").is_file():
-            return None, (
-                f"{folder} has no {name}.inter; run `python -m harness fetch-data "
-                f"{name}` or pass --data-dir (the folder of its atomic files)"
-            )
-        loader = load_movielens_100k_kg if data == "movielens" else load_movielens_1m
+    if data in BUILTIN_GRAPHS:
         try:
-            return loader(folder, seed=args.seed), None
+            return load_builtin_graph(
+                data, edges=args.edges, data_dir=args.data_dir, seed=args.seed
+            ), None
+        except FileNotFoundError as exc:
+            return None, str(exc)
         except ValueError as exc:  # a file that fails its checksum names itself and the fix
             return None, f"--data {data}: {exc}"
-    if data == "synthetic":
-        return make_synthetic_graph(args.edges, seed=args.seed), None
     try:
         return load_registered_dataset(data, seed=args.seed, kinds=(GraphTask,)), None
     except DatasetPluginError as exc:
-        return None, f"--data {data}: {exc}; built in: {', '.join(BUILTIN_DATA)}"
+        return None, f"--data {data}: {exc}; built in: {', '.join(BUILTIN_GRAPHS)}"
 
 
 def run(args: argparse.Namespace) -> int:

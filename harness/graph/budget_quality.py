@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import torch
 
 from harness.datasets.graph_task import GraphTask
-from harness.graph.estimator_variance import DEFAULT_SAMPLERS
+from harness.graph.estimator_variance import DEFAULT_SAMPLERS, add_data_arguments, load_task
 from harness.graph.hep_training import TrainConfig, train_graph_model
 
 __all__ = ["quality_row", "main"]
@@ -88,10 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", choices=("synthetic", "movielens", "ml-1m"), default="synthetic")
-    p.add_argument("--data-dir", default=None, help="default: the fetch-data cache")
-    p.add_argument("--edges", type=int, default=100_000, help="synthetic graph size")
-    p.add_argument("--graph-seed", type=int, default=0)
+    add_data_arguments(p)
     p.add_argument("--task", choices=("node", "link"), default="node")
     p.add_argument("--budgets", type=int, nargs="+", default=[8, 32, 128, 512])
     p.add_argument("--samplers", nargs="+", default=list(DEFAULT_SAMPLERS))
@@ -105,9 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    from harness.graph.estimator_variance import _load
-
-    task = _load(args)
+    task = load_task(args)
     common = dict(
         task_kind=args.task,
         epochs=args.epochs,

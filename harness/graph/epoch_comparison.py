@@ -21,7 +21,7 @@ import sys
 
 import torch
 
-from harness.datasets import load_movielens_1m, load_movielens_100k_kg, make_synthetic_graph
+from harness.datasets.builtin_graphs import BUILTIN_GRAPHS, load_builtin_graph
 from harness.graph.hep_training import TrainConfig, train_graph_model
 
 __all__ = ["compare", "main"]
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m harness.graph.epoch_comparison", description=__doc__
     )
     p.add_argument("--edges", type=int, default=100_000)
-    p.add_argument("--data", choices=("synthetic", "movielens", "ml-1m"), default="synthetic")
+    p.add_argument("--data", choices=BUILTIN_GRAPHS, default="synthetic")
     p.add_argument(
         "--data-dir", default=None, help="movielens/ml-1m files (default: the fetch-data cache)"
     )
@@ -100,15 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 batch_size=args.batch_size,
             )
         )
-    if args.data in ("movielens", "ml-1m"):
-        from harness.datasets.cache import data_dir
-
-        name = "ml-100k" if args.data == "movielens" else "ml-1m"
-        folder = args.data_dir or str(data_dir() / name)
-        loader = load_movielens_100k_kg if args.data == "movielens" else load_movielens_1m
-        task = loader(folder)
-    else:
-        task = make_synthetic_graph(args.edges)
+    task = load_builtin_graph(args.data, edges=args.edges, data_dir=args.data_dir)
     for row in compare(task, configs, args.repeats):
         print(json.dumps(row))
     return 0

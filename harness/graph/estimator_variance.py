@@ -44,6 +44,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from harness.datasets.builtin_graphs import BUILTIN_GRAPHS, load_builtin_graph
 from harness.datasets.graph_task import GraphTask
 from harness.graph.hep_training import make_sampler
 from impls.sampling import ESTIMATORS, aggregate_block
@@ -170,16 +171,19 @@ def estimator_error(
     return rows
 
 
-def _load(args) -> GraphTask:
-    from harness.datasets import load_movielens_1m, load_movielens_100k_kg, make_synthetic_graph
-    from harness.datasets.cache import data_dir
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """--data, --data-dir, --edges and --graph-seed, read back by :func:`load_task`."""
+    p.add_argument("--data", choices=BUILTIN_GRAPHS, default="synthetic")
+    p.add_argument("--data-dir", default=None, help="default: the fetch-data cache")
+    p.add_argument("--edges", type=int, default=100_000, help="synthetic graph size")
+    p.add_argument("--graph-seed", type=int, default=0)
 
-    if args.data == "synthetic":
-        return make_synthetic_graph(args.edges, seed=args.graph_seed)
-    name = "ml-100k" if args.data == "movielens" else "ml-1m"
-    folder = args.data_dir or str(data_dir() / name)
-    loader = load_movielens_100k_kg if args.data == "movielens" else load_movielens_1m
-    return loader(folder, seed=args.graph_seed)
+
+def load_task(args: argparse.Namespace) -> GraphTask:
+    """The graph the :func:`add_data_arguments` options name."""
+    return load_builtin_graph(
+        args.data, edges=args.edges, data_dir=args.data_dir, seed=args.graph_seed
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,10 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", choices=("synthetic", "movielens", "ml-1m"), default="synthetic")
-    p.add_argument("--data-dir", default=None, help="default: the fetch-data cache")
-    p.add_argument("--edges", type=int, default=100_000, help="synthetic graph size")
-    p.add_argument("--graph-seed", type=int, default=0)
+    add_data_arguments(p)
     p.add_argument("--batch-size", type=int, default=1024, help="targets B in the batch")
     p.add_argument(
         "--target-type",
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    task = _load(args)
+    task = load_task(args)
     graph = task.graph
     gen = torch.Generator().manual_seed(args.seed)
     target_type = args.target_type or task.node_type
