@@ -87,6 +87,14 @@ def register(subparsers) -> None:
     p.add_argument("--epochs", type=int, default=5, help="training epochs")
     p.add_argument("--batch-size", type=int, default=1024, help="target nodes per batch")
     p.add_argument("--dim", type=int, default=64, help="hidden width of the HEP model")
+    p.add_argument(
+        "--layers",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="HEP propagation steps; with 2, each hop is sampled (layer-wise: the second "
+        "hop's targets are the sources the first kept)",
+    )
     p.add_argument("--lr", type=float, default=1e-2, help="learning rate")
     p.add_argument(
         "--seed",
@@ -163,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         dim=args.dim,
+        layers=args.layers,
         lr=args.lr,
         seed=args.seed,
     )

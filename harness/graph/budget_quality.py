@@ -27,6 +27,7 @@ import torch
 from harness.datasets.graph_task import GraphTask
 from harness.graph.estimator_variance import DEFAULT_SAMPLERS, add_data_arguments, load_task
 from harness.graph.hep_training import TrainConfig, train_graph_model
+from impls.sampling.pairing import pairing_problem
 
 __all__ = ["quality_row", "main"]
 
@@ -43,6 +44,7 @@ def quality_row(
     batch_size: int = 1024,
     dim: int = 64,
     lr: float = 1e-2,
+    layers: int = 1,
 ) -> dict:
     """Train one configuration once per seed; summary of the last epoch's test metric."""
     metrics, edges, diverged = [], [], []
@@ -58,6 +60,7 @@ def quality_row(
             dim=dim,
             lr=lr,
             seed=seed,
+            layers=layers,
         )
         _, recs = train_graph_model(task, cfg)
         last = recs[-1]
@@ -72,6 +75,7 @@ def quality_row(
         "budget": budget,
         "seeds": list(seeds),
         "epochs": epochs,
+        "layers": layers,
         "median": statistics.median(metrics),
         "min": min(metrics),
         "max": max(metrics),
@@ -79,6 +83,7 @@ def quality_row(
         "edges": statistics.median(edges),
         "exhaustive_edges": exhaustive_edges,
         "diverged": diverged,
+        "status": "ok" if not diverged else f"diverged on seeds {diverged}",
     }
 
 
@@ -98,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--layers", type=int, choices=(1, 2), default=1)
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     if args.threads:
@@ -109,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size,
         dim=args.dim,
         lr=args.lr,
+        layers=args.layers,
     )
     base = quality_row(task, "exhaustive", "importance", 1, args.seeds, **common)
     base["delta"] = 0.0
@@ -117,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     for sampler in args.samplers:
         for budget in args.budgets:
             for est in args.estimators:
+                problem = pairing_problem(sampler, est)
+                if problem is not None:  # a row that says why, never a crashed sweep
+                    row = {"sampler": sampler, "estimator": est, "budget": budget}
+                    row.update(status=f"unsupported: {problem}", data=task.name)
+                    print(json.dumps(row), flush=True)
+                    continue
                 row = quality_row(task, sampler, est, budget, args.seeds, **common)
                 row["delta"] = row["median"] - base["median"]
                 row["data"] = task.name

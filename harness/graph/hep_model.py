@@ -1,5 +1,5 @@
-"""HEP-style model for heterogeneous graphs (one propagation step), trainable with any
-sampler x estimator, or exhaustively.
+"""HEP-style model for heterogeneous graphs (one or two propagation steps), trainable
+with any sampler x estimator, or exhaustively.
 
     e_u   = x_u P_t  (features of node type t projected to d; or a learned table
                       when the type has no features)
@@ -9,14 +9,26 @@ sampler x estimator, or exhaustively.
                                                      the exhaustive path)
     h_v   = sigmoid(sum_r m_v^r W_r + b_t)          (the HEP layer)
     out_v = [e_v ; h_v]                             (2d), read by the task heads:
+    (two layers, ``layers=2``: layer 1 computes h^1_u = sigmoid(sum_r m_u^r W_r + b_t)
+    for every source u the targets' sample kept, from a second sample of u's own
+    neighbourhoods; layer 2 aggregates those, h_v = sigmoid(sum_r m2_v^r W2_r + b2_t)
+    with m2_v^r = sum_{kept e = (u -> v)} w_e a_e h^1_u. Layer-wise sampling bounds
+    each hop's nodes by the budget, where the exhaustive 2-hop neighbourhood grows with
+    degree^2: this is where it pays off.)
     node classification: logits = out_v C + c;
     link prediction: score = out_u M out_v^T / sqrt(2 dim) (M learned, starts at I)
 
 Aggregation goes through ``impls.sampling.aggregate_block``, which uses the oracle's
 summation code; only the sources a sample kept are embedded.
+
+``represent(targets, sample)`` runs the model on the targets (type -> sorted ids) with
+``sample(targets) -> (block, weights)`` giving each hop's sample, outermost hop first;
+``forward(block, weights)`` is the one-layer step on a given block.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -32,14 +44,25 @@ def _key(rel: Relation) -> str:
     return "__".join(rel)
 
 
+Sample = Callable[[dict[str, Tensor]], tuple[SampledBlock, dict[Relation, Tensor]]]
+
+
 class HEPModel(nn.Module):
     def __init__(
-        self, graph: HeteroGraph, dim: int = 64, num_classes: int = 0, seed: int = 0
+        self,
+        graph: HeteroGraph,
+        dim: int = 64,
+        num_classes: int = 0,
+        seed: int = 0,
+        layers: int = 1,
     ) -> None:
         super().__init__()
+        if layers not in (1, 2):
+            raise ValueError(f"layers must be 1 or 2, got {layers!r}")
         gen = torch.Generator().manual_seed(seed)
         self.graph = graph
         self.dim = dim
+        self.layers = layers
         self.proj = nn.ParameterDict()
         self.table = nn.ParameterDict()
         for t, n in graph.num_nodes.items():
@@ -62,13 +85,24 @@ class HEPModel(nn.Module):
                 if c.edge_features is not None
             }
         )
+        if layers == 2:  # drawn after the one-layer parameters: layers=1 models are unchanged
+            self.rel_weight2 = nn.ParameterDict(
+                {
+                    _key(r): nn.Parameter(torch.randn(dim, dim, generator=gen) / dim**0.5)
+                    for r in graph.relations
+                }
+            )
+            self.bias2 = nn.ParameterDict(
+                {t: nn.Parameter(torch.zeros(dim)) for t in graph.num_nodes}
+            )
         self.classifier = nn.Linear(2 * dim, num_classes) if num_classes else None
         self.link = nn.Parameter(torch.eye(2 * dim))
 
     def embed(self, node_type: str, ids: Tensor) -> Tensor:
         """e for the given ids of node_type: (len(ids), dim)."""
         if node_type in self.proj:
-            return self.graph.node_features[node_type][ids] @ self.proj[node_type]
+            proj = self.proj[node_type]
+            return self.graph.node_features[node_type][ids].to(proj.dtype) @ proj
         return self.table[node_type][ids]
 
     def edge_weight(self, rel: Relation, edge_ids: Tensor) -> Tensor | None:
@@ -76,32 +110,72 @@ class HEPModel(nn.Module):
         k = _key(rel)
         if k not in self.theta:
             return None
-        return torch.sigmoid(self.graph.relations[rel].edge_features[edge_ids] @ self.theta[k])
+        theta = self.theta[k]
+        return torch.sigmoid(
+            self.graph.relations[rel].edge_features[edge_ids].to(theta.dtype) @ theta
+        )
 
     @torch.no_grad()
-    def proposal_edge_weights(self) -> dict[Relation, Tensor]:
-        """Detached a_e of every edge, per relation with features (the adaptive sampler's
-        input; the proposal gets no gradient)."""
+    def proposal_edge_weight(self, rel: Relation, edge_ids: Tensor) -> Tensor | None:
+        """Detached a_e (float64) of the given CSR edge ids of rel, None without edge
+        features: the adaptive sampler's input, computed for a batch's edges only (the
+        proposal gets no gradient)."""
+        a = self.edge_weight(rel, edge_ids)
+        return None if a is None else a.double()
+
+    def _hep(
+        self,
+        block: SampledBlock,
+        weights: dict[Relation, Tensor],
+        x: Callable[[str, Tensor], Tensor],
+        rel_weight: nn.ParameterDict,
+        bias: nn.ParameterDict,
+    ) -> dict[str, Tensor]:
+        """h_v = sigmoid(sum_r m_v^r W_r + b_t) for the block's targets: type -> (B_t, dim);
+        a type with no incoming relation gets sigmoid(b_t)."""
+        m = aggregate_block(block, weights, x, self.edge_weight)
         out = {}
-        for r, c in self.graph.relations.items():
-            if _key(r) in self.theta:
-                out[r] = torch.sigmoid(c.edge_features @ self.theta[_key(r)]).double()
+        for t, ids in block.targets.items():
+            rels = {r: v for r, v in m.items() if r[2] == t}
+            if rels:
+                w = {r: rel_weight[_key(r)] for r in rels}
+                out[t] = combine_relation_aggregates(rels, w, bias[t])
+            else:
+                out[t] = torch.sigmoid(bias[t]).expand(ids.numel(), self.dim)
         return out
 
     def forward(self, block: SampledBlock, weights: dict[Relation, Tensor]) -> dict[str, Tensor]:
-        """[e_v ; h_v] for the targets of every type in the block: type -> (B_t, 2 dim)."""
-        m = aggregate_block(block, weights, self.embed, self.edge_weight)
-        out = {}
-        for t, ids in block.targets.items():
-            e = self.embed(t, ids)
-            rels = {r: v for r, v in m.items() if r[2] == t}
-            if rels:
-                w = {r: self.rel_weight[_key(r)] for r in rels}
-                h = combine_relation_aggregates(rels, w, self.bias[t])
-            else:
-                h = torch.sigmoid(self.bias[t]).expand(ids.numel(), self.dim)
-            out[t] = torch.cat([e, h], dim=1)
-        return out
+        """One layer: [e_v ; h_v] for the targets of every type in the block:
+        type -> (B_t, 2 dim)."""
+        h = self._hep(block, weights, self.embed, self.rel_weight, self.bias)
+        return {t: torch.cat([self.embed(t, ids), h[t]], dim=1) for t, ids in block.targets.items()}
+
+    def represent(
+        self, targets: dict[str, Tensor], sample: Sample
+    ) -> tuple[dict[str, Tensor], list[SampledBlock]]:
+        """[e_v ; h_v] for ``targets`` (type -> sorted distinct ids): type -> (B_t, 2 dim),
+        and the blocks used, outermost hop first. ``sample(targets)`` returns one hop's
+        (block, estimator weights)."""
+        top, top_weights = sample(targets)
+        if self.layers == 1:
+            return self(top, top_weights), [top]
+        sources: dict[str, list[Tensor]] = {}
+        for rel, s in top.relations.items():
+            sources.setdefault(rel[0], []).append(s.src)
+        inner_targets = {t: torch.unique(torch.cat(v)) for t, v in sources.items()}
+        if not inner_targets:  # nothing kept: layer 2 sees no neighbour
+            h = self._hep(top, top_weights, self.embed, self.rel_weight2, self.bias2)
+            reps = {t: torch.cat([self.embed(t, ids), h[t]], 1) for t, ids in top.targets.items()}
+            return reps, [top]
+        inner, inner_weights = sample(inner_targets)
+        h1 = self._hep(inner, inner_weights, self.embed, self.rel_weight, self.bias)
+
+        def hidden(t: str, ids: Tensor) -> Tensor:
+            return h1[t][torch.searchsorted(inner_targets[t], ids)]
+
+        h = self._hep(top, top_weights, hidden, self.rel_weight2, self.bias2)
+        reps = {t: torch.cat([self.embed(t, ids), h[t]], dim=1) for t, ids in top.targets.items()}
+        return reps, [top, inner]
 
     def link_score(self, rep_u: Tensor, rep_v: Tensor) -> Tensor:
         """(P,) scores of the pairs (rep_u[i], rep_v[i]); both (P, 2 dim)."""

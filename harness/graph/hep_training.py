@@ -42,6 +42,7 @@ from harness.datasets.graph_task import GraphTask
 from harness.graph.hep_model import HEPModel
 from harness.graph.hetero_metrics import macro_f1, micro_f1, roc_auc
 from impls.sampling import ESTIMATORS, SAMPLERS, Adaptive, ExhaustiveSampler, ImportanceSampling
+from impls.sampling.pairing import check_pairing
 
 __all__ = ["TrainConfig", "EpochRecord", "train_graph_model", "make_sampler"]
 
@@ -60,6 +61,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     xi: float = 0.5
     seed: int = 0
+    layers: int = 1  # HEP propagation steps: 1 or 2 (each hop sampled by the sampler)
 
     def check(self) -> None:
         if self.task not in ("node", "link"):
@@ -74,6 +76,9 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if self.layers not in (1, 2):
+            raise ValueError(f"layers must be 1 or 2, got {self.layers!r}")
+        check_pairing(self.sampler, self.estimator)
 
 
 @dataclass
@@ -171,10 +176,14 @@ def _exhaustive_reps(
     model: HEPModel, task: GraphTask, node_type: str, ids: Tensor, batch: int
 ) -> Tensor:
     sampler, est = ExhaustiveSampler(), ImportanceSampling()
+
+    def sample(targets):
+        blk = sampler.sample(task.graph, targets)
+        return blk, est.weights(blk)
+
     reps = []
     for i in range(0, ids.numel(), batch):
-        blk = sampler.sample(task.graph, {node_type: ids[i : i + batch]})
-        reps.append(model(blk, est.weights(blk))[node_type])
+        reps.append(model.represent({node_type: ids[i : i + batch]}, sample)[0][node_type])
     return torch.cat(reps) if reps else torch.zeros(0, 2 * model.dim)
 
 
@@ -218,7 +227,13 @@ def train_graph_model(
     cfg.check()
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = HEPModel(task.graph, cfg.dim, task.num_classes if cfg.task == "node" else 0, cfg.seed)
+    model = HEPModel(
+        task.graph,
+        cfg.dim,
+        task.num_classes if cfg.task == "node" else 0,
+        cfg.seed,
+        layers=cfg.layers,
+    )
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sampler = make_sampler(cfg.sampler, cfg.replace)
     est = (
@@ -313,20 +328,24 @@ def _epoch_batches(task: GraphTask, cfg: TrainConfig, gen: torch.Generator):
 
 
 def _reps_for(model, task, sampler, est, cfg, targets: dict[str, Tensor], gen):
-    # only the adaptive sampler reads edge weights; computing them costs O(E) per batch
-    a = model.proposal_edge_weights() if cfg.sampler == "adaptive" else None
-    block = sampler.sample(task.graph, targets, cfg.budget, gen, a)
-    weights = est.weights(block)
-    reps = model(block, weights)
+    # only the adaptive sampler reads edge weights; the callable form computes a_e for
+    # this batch's edges only (O(batch edges), not O(E))
+    a = model.proposal_edge_weight if cfg.sampler == "adaptive" else None
+
+    def sample(hop_targets):
+        block = sampler.sample(task.graph, hop_targets, cfg.budget, gen, a)
+        return block, est.weights(block)
+
+    reps, blocks = model.represent(targets, sample)
     penalty = None
-    if isinstance(est, Adaptive):
-        penalty = est.variance_penalty(block, model.embed, model.edge_weight)
-    return reps, block, penalty
+    if isinstance(est, Adaptive):  # on the innermost hop, whose inputs are the embeddings
+        penalty = est.variance_penalty(blocks[-1], model.embed, model.edge_weight)
+    return reps, blocks, penalty
 
 
 def _loss(model, task, cfg, sampler, est, batch, gen):
     if cfg.task == "node":
-        reps, block, penalty = _reps_for(
+        reps, blocks, penalty = _reps_for(
             model, task, sampler, est, cfg, {task.node_type: batch}, gen
         )
         loss = F.cross_entropy(model.classify(reps[task.node_type]), task.labels[batch])
@@ -339,7 +358,7 @@ def _loss(model, task, cfg, sampler, est, batch, gen):
         targets = {src_t: src_ids} if src_t == dst_t else {src_t: src_ids, dst_t: dst_ids}
         if src_t == dst_t:
             targets = {src_t: torch.cat([src_ids, dst_ids]).unique()}
-        reps, block, penalty = _reps_for(model, task, sampler, est, cfg, targets, gen)
+        reps, blocks, penalty = _reps_for(model, task, sampler, est, cfg, targets, gen)
         u_ids, v_ids = targets[src_t], targets[dst_t]
         u = reps[src_t][torch.searchsorted(u_ids, batch[0])]
         pos = model.link_score(u, reps[dst_t][torch.searchsorted(v_ids, batch[1])])
@@ -349,4 +368,4 @@ def _loss(model, task, cfg, sampler, est, batch, gen):
         )
     if penalty is not None:
         loss = loss + penalty
-    return loss, [block]
+    return loss, blocks

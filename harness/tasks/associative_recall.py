@@ -47,6 +47,13 @@ on the batch being attended, before training, every ``recalibrate_every`` steps 
 evaluation. A method that cannot serve causal float32 attention here (unavailable on
 this machine, bidirectional only) is a ``skipped`` row with the registry's reason; one
 that raises while training or evaluating is an ``error`` row, never a crash of the grid.
+
+LISA as its authors define it is a layer, not a q/k/v operator: it quantises the block's
+input and learns its codebooks with the model. The names of ``LAYER_METHODS``
+(``lisa-base``, ``lisa-soft``, and ``lisa-base-nodecay`` with gamma = 1) replace the
+attention step of each block by ``W_o LISA(LN(x), causal=True)`` with the layer of
+``impls.attention.lisa_layers`` in the authors' configuration (8 codebooks; W = 128 for
+Base, 32 for Soft; gamma = e^-0.1); LISA-Soft's regulariser is added to the loss.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +71,7 @@ from torch.nn import functional as F
 
 from harness.results import write_json_atomic
 from impls import registry
+from impls.attention.lisa_layers import LISABase, LISASoft
 from impls.registry import MethodSpec
 
 __all__ = [
@@ -71,6 +80,8 @@ __all__ = [
     "DEFAULT_METHODS",
     "FILLER",
     "IGNORE",
+    "LAYER_METHODS",
+    "LayerMethod",
     "MQARModel",
     "format_table",
     "make_mqar",
@@ -83,7 +94,16 @@ __all__ = [
 FILLER = 0
 IGNORE = -100  # target where no prediction is asked (F.cross_entropy's ignore_index)
 DEFAULT_LENGTHS = (256, 512, 1024, 2048, 4096)
-DEFAULT_METHODS = ("sdpa", "linear", "performer", "local_window", "lsh", "lisa_kmeans")
+DEFAULT_METHODS = (
+    "sdpa",
+    "linear",
+    "performer",
+    "local_window",
+    "lsh",
+    "lisa_kmeans",
+    "lisa-base",
+    "lisa-soft",
+)
 DEFAULTS: dict[str, Any] = {
     "num_pairs": 8,
     "vocab_size": 64,
@@ -157,13 +177,58 @@ def make_mqar(
     return inputs, targets
 
 
-def _spec(method: str | MethodSpec) -> MethodSpec:
-    return method if isinstance(method, MethodSpec) else registry.get_method(method)
+@dataclass(frozen=True)
+class LayerMethod:
+    """A whole attention layer on the block input (batch, L, d) -> (batch, L, d), built by
+    ``factory(d)``; used in place of ``q, k, v -> attn``. ``regularizer``: the layer sets
+    an attribute of that name after each forward, a scalar added to the training loss."""
+
+    name: str
+    factory: Callable[[int], nn.Module]
+    summary: str
+    regularizer: str | None = None
+    calibrate: bool = False
 
 
-def skip_reason(spec: MethodSpec, *, head_dim: int, device: str = "cpu") -> str | None:
+LAYER_METHODS: dict[str, LayerMethod] = {
+    m.name: m
+    for m in (
+        LayerMethod(
+            "lisa-base",
+            lambda d: LISABase(d, config="authors"),
+            "LISA-Base, authors' configuration (8 codebooks, W = 128, gamma = e^-0.1)",
+        ),
+        LayerMethod(
+            "lisa-base-nodecay",
+            lambda d: LISABase(d, config="authors", gamma=1.0),
+            "LISA-Base, authors' configuration but gamma = 1 (no recency decay)",
+        ),
+        LayerMethod(
+            "lisa-soft",
+            lambda d: LISASoft(d, config="authors"),
+            "LISA-Soft, authors' configuration (8 codebooks, W = 32, gamma = e^-0.1)",
+            regularizer="regularizer",
+        ),
+    )
+}
+
+Method = MethodSpec | LayerMethod
+
+
+def _spec(method: str | Method) -> Method:
+    if isinstance(method, (MethodSpec, LayerMethod)):
+        return method
+    if method in LAYER_METHODS:
+        return LAYER_METHODS[method]
+    return registry.get_method(method)
+
+
+def skip_reason(spec: Method, *, head_dim: int, device: str = "cpu") -> str | None:
     """Why ``spec`` cannot serve this task here (unavailable on the machine, or refusing
-    causal float32 attention of head dim ``head_dim`` on ``device``), or None."""
+    causal float32 attention of head dim ``head_dim`` on ``device``), or None. Layer
+    methods run everywhere torch does."""
+    if isinstance(spec, LayerMethod):
+        return None
     ok, reason = registry.availability(spec)
     if not ok:
         return f"unavailable: {reason}"
@@ -201,6 +266,21 @@ class _Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+class _LayerBlock(nn.Module):
+    """Pre-norm block around a whole layer: x + W_o layer(LN(x)) then x + MLP(LN(x))."""
+
+    def __init__(self, dim: int, layer: nn.Module):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.layer = layer
+        self.out = nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x: Tensor, attn: Any = None) -> Tensor:
+        x = x + self.out(self.layer(self.norm1(x), causal=True))
+        return x + self.mlp(self.norm2(x))
+
+
 class MQARModel(nn.Module):
     """The fixed MQAR model of the module docstring, attention from registry ``spec``.
 
@@ -209,7 +289,7 @@ class MQARModel(nn.Module):
 
     def __init__(
         self,
-        spec: MethodSpec,
+        spec: Method,
         *,
         vocab_size: int,
         max_len: int,
@@ -230,14 +310,29 @@ class MQARModel(nn.Module):
         for table in (self.tok, self.prev, self.pos):
             if table is not None:
                 nn.init.normal_(table.weight, std=0.02)
-        self.blocks = nn.ModuleList(_Block(dim, heads) for _ in range(layers))
+        if isinstance(spec, LayerMethod):
+            if self.hyperparameters:
+                raise ValueError(f"layer method {spec.name!r} takes no hyperparameters")
+            self.blocks = nn.ModuleList(_LayerBlock(dim, spec.factory(dim)) for _ in range(layers))
+        else:
+            self.blocks = nn.ModuleList(_Block(dim, heads) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab_size)
         self.attns: list[Any] = [None] * layers
         if not spec.calibrate:
             self.attns = [self._build() for _ in range(layers)]
 
+    def regularizer(self) -> Tensor | None:
+        """Sum of the layers' regularisers after a forward (layer methods that have one)."""
+        name = getattr(self.spec, "regularizer", None)
+        if name is None:
+            return None
+        terms = [getattr(b.layer, name) for b in self.blocks]
+        return torch.stack([t for t in terms if t is not None]).sum()
+
     def _build(self, calibration: Sequence[Tensor] | None = None) -> Any:
+        if isinstance(self.spec, LayerMethod):
+            return "layer"  # the block holds the layer itself
         return registry.build(
             self.spec, self.head_dim, self.heads, calibration=calibration, **self.hyperparameters
         )
@@ -276,7 +371,7 @@ def _seed(seed: int, stream: int, index: int = 0) -> int:
 
 
 def train_and_evaluate(
-    method: str | MethodSpec,
+    method: str | Method,
     length: int,
     *,
     num_pairs: int = DEFAULTS["num_pairs"],
@@ -347,8 +442,10 @@ def train_and_evaluate(
         inputs, targets = make_mqar(batch, length, num_pairs, vocab_size, _seed(seed, _TRAIN, step))
         logits = model(inputs)
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+        extra = model.regularizer()
+        objective = loss if extra is None else loss + extra
         optimiser.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimiser.step()
         scheduler.step()
@@ -390,7 +487,7 @@ def train_and_evaluate(
 
 
 def run_grid(
-    methods: Sequence[str | MethodSpec] = DEFAULT_METHODS,
+    methods: Sequence[str | Method] = DEFAULT_METHODS,
     lengths: Sequence[int] = DEFAULT_LENGTHS,
     *,
     output: str | Path | None = None,
@@ -412,8 +509,8 @@ def run_grid(
     head_dim = merged["dim"] // merged["heads"]
     rows: list[dict[str, Any]] = []
     for method in methods:
-        name = method.name if isinstance(method, MethodSpec) else str(method)
-        spec: MethodSpec | None = None
+        name = method.name if isinstance(method, (MethodSpec, LayerMethod)) else str(method)
+        spec: Method | None = None
         reason = error = None
         try:
             spec = _spec(method)

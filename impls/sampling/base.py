@@ -16,7 +16,12 @@ import torch
 from torch import Tensor
 
 from impls.sampling.block import SampledBlock
-from impls.sampling.proposals import check_edge_weights, gather_batch
+from impls.sampling.proposals import (
+    EdgeWeightFn,
+    EdgeWeights,
+    check_edge_weights,
+    gather_batch,
+)
 from reference.graph import BatchEdges, HeteroGraph, Relation
 
 __all__ = ["Sampler", "SampleRequest", "check_budget", "check_generator"]
@@ -45,24 +50,28 @@ class SampleRequest:
     """A checked sampling request: the graph, the targets per node type (deduplicated, in
     order), the batch edges into them per relation (``reference.graph.BatchEdges``, CSR
     order), the budget n (None for samplers without one), the generator and the
-    validated edge weights (relation -> (E_r,) float64; empty without weights)."""
+    validated edge weights (``proposals.EdgeWeights``: ``get(rel, edge_ids)``; false
+    without weights)."""
 
     graph: HeteroGraph
     targets: dict[str, Tensor]
     batch: dict[Relation, BatchEdges]
     budget: int | None
     generator: torch.Generator | None
-    edge_weight: dict[Relation, Tensor]
+    edge_weight: EdgeWeights
 
 
 class Sampler:
     """Base of every sampler. Class attributes: ``name`` (the registry key),
     ``uses_budget`` (False: ``budget`` is ignored and may be None) and
-    ``takes_edge_weight`` (False: passing ``edge_weight`` is an error)."""
+    ``takes_edge_weight`` (False: passing ``edge_weight`` is an error) and
+    ``has_draw_probabilities`` (False: its blocks carry no q, so estimators that need q,
+    such as the adaptive one's variance penalty, cannot be paired with it)."""
 
     name = "sampler"
     uses_budget = True
     takes_edge_weight = True
+    has_draw_probabilities = True
 
     def sample(
         self,
@@ -70,7 +79,7 @@ class Sampler:
         targets: Mapping[str, Tensor],
         budget: int | None = None,
         generator: torch.Generator | None = None,
-        edge_weight: Mapping[Relation, Tensor] | None = None,
+        edge_weight: Mapping[Relation, Tensor] | EdgeWeightFn | None = None,
     ) -> SampledBlock:
         """Check the request (see the module docstring), then :meth:`_sample` it."""
         if self.uses_budget:

@@ -47,6 +47,7 @@ def _check_block(block: object) -> SampledBlock:
 
 class ImportanceSampling:
     name = "importance"
+    needs_draw_probabilities = False
 
     def weights(self, block: SampledBlock) -> dict[Relation, Tensor]:
         """(K_r,) float64 per relation: w_e = p_e f_e."""
@@ -56,6 +57,7 @@ class ImportanceSampling:
 
 class SelfNormalized:
     name = "self-normalized"
+    needs_draw_probabilities = False
 
     def weights(self, block: SampledBlock) -> dict[Relation, Tensor]:
         """(K_r,) float64 per relation: w_e = f_e / sum_{kept e' at (v, r)} f_e'."""
@@ -69,6 +71,7 @@ class SelfNormalized:
 
 class Adaptive(ImportanceSampling):
     name = "adaptive"
+    needs_draw_probabilities = True  # the variance penalty divides by q(u)
 
     def __init__(self, xi: float = 0.5) -> None:
         if not isinstance(xi, (int, float)) or isinstance(xi, bool) or xi < 0:

@@ -24,8 +24,9 @@ reported by ``RelationSample.uncovered``.
   norms of the merged, row-normalised adjacency, ignoring relation types.
 - ``ExhaustiveSampler``: keeps every batch edge with factor 1 (the oracle's edges).
 
-``edge_weight`` (relation -> (E_r,) non-negative, CSR order) is validated by every
-sampler and used only by the adaptive one.
+``edge_weight`` (relation -> (E_r,) non-negative, CSR order, or a callable
+``(relation, edge_ids) -> (len,)`` that computes a_e for the batch edges only) is
+validated by every sampler and used only by the adaptive one.
 
 ``replace=True`` (default): n draws with replacement, factor c(u) / (n q(u)).
 ``replace=False``: systematic PPS without replacement, factor 1 / pi_u; with
@@ -47,7 +48,7 @@ from impls.sampling.draws import (
     draw_systematic,
     draw_with_replacement,
 )
-from impls.sampling.proposals import pair_square_sum, unique_with_inverse
+from impls.sampling.proposals import EdgeWeights, pair_square_sum, unique_with_inverse
 from reference.graph import BatchEdges, HeteroGraph, Relation
 
 __all__ = [
@@ -165,7 +166,7 @@ class _PooledSampler(Sampler):
         batch: dict[Relation, BatchEdges],
         inv: dict[Relation, Tensor],
         sizes: dict[str, int],
-        weights: dict[Relation, Tensor],
+        weights: EdgeWeights,
     ) -> dict[str, Tensor]:
         raise NotImplementedError
 
@@ -231,8 +232,9 @@ class AdaptiveSampler(_PooledSampler):
         out = {t: torch.zeros(n, dtype=torch.float64) for t, n in sizes.items()}
         for rel, edges in batch.items():
             v = _p(edges)
-            if rel in weights:
-                v = v * weights[rel][edges.edge_id]
+            a = weights.get(rel, edges.edge_id)
+            if a is not None:
+                v = v * a
             out[rel[0]].index_add_(0, inv[rel], v)
         return out
 
@@ -266,6 +268,7 @@ class ExhaustiveSampler(Sampler):
 
     name = "exhaustive"
     uses_budget = False
+    has_draw_probabilities = False
 
     def _sample(self, request: SampleRequest) -> SampledBlock:
         block = SampledBlock(targets=request.targets, relations={})

@@ -22,6 +22,7 @@ class NodewiseFanoutSampler(Sampler):
     fan-out), factor deg / min(deg, budget)."""
 
     name = "nodewise"
+    has_draw_probabilities = False  # per-target fan-out: no pooled q(u)
 
     def _sample(self, request: SampleRequest) -> SampledBlock:
         budget, generator = request.budget, request.generator

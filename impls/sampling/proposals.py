@@ -14,14 +14,22 @@ Unnormalised proposal scores (q = score / sum(score) over the pool):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor
 
 from reference.graph import BatchEdges, HeteroGraph, Relation, check_targets
 
-__all__ = ["gather_batch", "check_edge_weights", "pair_square_sum", "unique_with_inverse"]
+__all__ = [
+    "gather_batch",
+    "check_edge_weights",
+    "EdgeWeights",
+    "pair_square_sum",
+    "unique_with_inverse",
+]
+
+EdgeWeightFn = Callable[[Relation, Tensor], "Tensor | None"]
 
 
 def gather_batch(
@@ -51,16 +59,61 @@ def gather_batch(
     return clean, batch
 
 
+class EdgeWeights:
+    """Validated edge weights a_e, read per batch: ``get(rel, edge_ids)`` -> (len,) float64
+    or None when ``rel`` has no weights.
+
+    Built from a mapping relation -> (E_r,) tensor (checked whole, once) or from a
+    callable ``fn(rel, edge_ids) -> (len,) tensor | None``: the callable form computes
+    weights only for the edges a batch touches, so a learned a_e costs O(batch edges)
+    per batch instead of O(E); its values are checked at each call."""
+
+    def __init__(
+        self,
+        table: dict[Relation, Tensor] | None = None,
+        fn: EdgeWeightFn | None = None,
+        graph: HeteroGraph | None = None,
+    ) -> None:
+        self._table = table or {}
+        self._fn = fn
+        self._graph = graph
+
+    def __bool__(self) -> bool:
+        return bool(self._table) or self._fn is not None
+
+    def get(self, rel: Relation, edge_ids: Tensor) -> Tensor | None:
+        if self._fn is None:
+            a = self._table.get(rel)
+            return None if a is None else a[edge_ids]
+        a = self._fn(rel, edge_ids)
+        if a is None:
+            return None
+        n = edge_ids.numel()
+        if not isinstance(a, Tensor) or not a.is_floating_point():
+            raise TypeError(f"edge_weight({rel!r}, ids) must return a floating tensor or None")
+        if a.shape != (n,):
+            raise ValueError(
+                f"edge_weight({rel!r}, ids) must return shape ({n},), got {tuple(a.shape)}"
+            )
+        a = a.detach().to(torch.float64)
+        if not bool(torch.isfinite(a).all()) or bool((a < 0).any()):
+            raise ValueError(f"edge_weight({rel!r}, ids) must be finite and non-negative")
+        return a
+
+
 def check_edge_weights(
-    graph: HeteroGraph, edge_weight: Mapping[Relation, Tensor] | None
-) -> dict[Relation, Tensor]:
-    """Validate optional per-relation edge weights a: (E_r,) finite, >= 0, CSR order."""
+    graph: HeteroGraph, edge_weight: Mapping[Relation, Tensor] | EdgeWeightFn | None
+) -> EdgeWeights:
+    """Validate optional edge weights a: a mapping relation -> (E_r,) tensor (finite,
+    >= 0, CSR order) or a callable ``(rel, edge_ids) -> (len,) tensor | None``."""
     if edge_weight is None:
-        return {}
+        return EdgeWeights()
+    if callable(edge_weight) and not isinstance(edge_weight, Mapping):
+        return EdgeWeights(fn=edge_weight, graph=graph)
     if not isinstance(edge_weight, Mapping):
         raise TypeError(
-            "edge_weight must be a mapping relation -> (E_r,) tensor, "
-            f"got {type(edge_weight).__name__}"
+            "edge_weight must be a mapping relation -> (E_r,) tensor or a callable "
+            f"(relation, edge_ids) -> tensor, got {type(edge_weight).__name__}"
         )
     out = {}
     for rel, a in edge_weight.items():
@@ -74,7 +127,7 @@ def check_edge_weights(
         if not bool(torch.isfinite(a).all()) or bool((a < 0).any()):
             raise ValueError(f"edge_weight[{rel!r}] must be finite and non-negative")
         out[rel] = a
-    return out
+    return EdgeWeights(table=out, graph=graph)
 
 
 def unique_with_inverse(ids: Tensor) -> tuple[Tensor, Tensor]:

@@ -118,3 +118,38 @@ def test_epoch_comparison_reports_the_metric_against_the_baseline(tiny):
     assert 0 <= rows[1]["test_metric"] <= 1
     assert rows[1]["metric_delta"] == pytest.approx(rows[1]["test_metric"] - rows[0]["test_metric"])
     assert torch.tensor(rows[1]["edge_reduction"]) > 0
+
+
+def test_samplers_without_draw_probabilities_are_refused_for_the_adaptive_estimator():
+    from impls.sampling.pairing import check_pairing, pairing_problem
+
+    for sampler in ("nodewise", "exhaustive"):
+        assert "needs draw probabilities" in pairing_problem(sampler, "adaptive")
+        for est in ("importance", "self-normalized"):
+            assert pairing_problem(sampler, est) is None
+    for sampler in ("type-dependent", "type-fusion", "adaptive", "uniform", "ladies"):
+        assert pairing_problem(sampler, "adaptive") is None
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        pairing_problem("bogus", "adaptive")
+    with pytest.raises(ValueError, match="'nodewise' does not produce"):
+        TrainConfig(sampler="nodewise", estimator="adaptive").check()
+    check_pairing("type-fusion", "adaptive")
+
+
+def test_budget_quality_sweep_reports_an_unsupported_pair_and_goes_on(capsys):
+    from harness.graph.budget_quality import main as quality_main
+
+    rc = quality_main(
+        [
+            "--edges", "3000", "--seeds", "0", "--epochs", "1", "--batch-size", "256",
+            "--dim", "8", "--budgets", "8", "--samplers", "nodewise", "uniform",
+            "--estimators", "adaptive", "importance",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    by = {(r["sampler"], r["estimator"]): r for r in rows}
+    assert by[("nodewise", "adaptive")]["status"].startswith("unsupported: ")
+    assert "median" not in by[("nodewise", "adaptive")]
+    for key in [("nodewise", "importance"), ("uniform", "adaptive"), ("uniform", "importance")]:
+        assert by[key]["status"] == "ok" and 0 <= by[key]["median"] <= 1

@@ -22,6 +22,7 @@ from impls.sampling import (
     hep_layer_block,
 )
 from impls.sampling.layerwise import split_budget
+from impls.sampling.proposals import gather_batch
 from reference.aggregation import hep_layer, mean_aggregate
 from reference.graph import HeteroGraph
 
@@ -265,5 +266,42 @@ def test_every_sampler_shares_the_base_class_checks():
     assert not seen  # bad requests never reach the subclass
     KeepsNothing().sample(g, {"item": torch.tensor([1, 0])}, 4)
     (request,) = seen
-    assert request.budget == 4 and request.edge_weight == {}
+    assert request.budget == 4 and not request.edge_weight
     assert set(request.batch) and all(r[2] == "item" for r in request.batch)
+
+
+@pytest.mark.parametrize("replace", [True, False])
+@given(case=graph_and_targets(), budget=st.integers(1, 20), seed=st.integers(0, 2**16))
+def test_callable_edge_weights_match_the_full_table(replace, case, budget, seed):
+    """The callable form (a_e for batch edges only) draws exactly what the table does,
+    and is asked only for edges that end at a target."""
+    g, t, targets = case
+    table = _edge_weights(g)
+    asked: list[int] = []
+
+    def fn(rel, ids):
+        asked.append(ids.numel())
+        return table[rel][ids]
+
+    s = _make("adaptive", replace)
+    a = s.sample(g, {t: targets}, budget, torch.Generator().manual_seed(seed), table)
+    b = s.sample(g, {t: targets}, budget, torch.Generator().manual_seed(seed), fn)
+    for rel in a.relations:
+        assert torch.equal(a.relations[rel].edge_id, b.relations[rel].edge_id)
+        assert torch.equal(a.relations[rel].factor, b.relations[rel].factor)
+    _, batch = gather_batch(g, {t: targets})
+    # one call per relation into t, each for exactly that relation's batch edges
+    assert sorted(asked) == sorted(e.num_edges for e in batch.values())
+
+
+def test_callable_edge_weights_are_checked_per_call():
+    g = skewed_graph()
+    s, t, gen = SAMPLERS["adaptive"](), {"item": torch.tensor([0, 1])}, torch.Generator()
+    with pytest.raises(ValueError, match=r"edge_weight\(.*must return shape"):
+        s.sample(g, t, 4, gen, lambda rel, ids: torch.ones(ids.numel() + 1, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"edge_weight\(.*non-negative"):
+        s.sample(g, t, 4, gen, lambda rel, ids: -torch.ones(ids.numel(), dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"edge_weight\(.*floating tensor"):
+        s.sample(g, t, 4, gen, lambda rel, ids: ids)
+    block = s.sample(g, t, 4, gen, lambda rel, ids: None)  # no weights: plain proposal
+    assert set(block.relations) == set(g.relations_into("item"))

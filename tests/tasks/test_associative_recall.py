@@ -171,3 +171,37 @@ def test_cli_bad_settings_exit_2(tmp_path, capsys):
     )
     assert code == 2
     assert "length" in capsys.readouterr().err
+
+
+def test_lisa_layer_methods_train_every_parameter_and_the_soft_regulariser_counts():
+    """The authors' LISA layers replace the attention step; their codebooks and
+    projections are learned (gradients reach them), LISA-Soft adds its regulariser."""
+    torch.manual_seed(0)
+    for name in ("lisa-base", "lisa-base-nodecay", "lisa-soft"):
+        spec = ar.LAYER_METHODS[name]
+        model = ar.MQARModel(spec, vocab_size=16, max_len=24, dim=16, heads=2)
+        tokens, targets = ar.make_mqar(4, 24, 2, 16, 0)
+        logits = model(tokens)
+        assert logits.shape == (4, 24, 16)
+        loss = torch.nn.functional.cross_entropy(
+            logits.flatten(0, 1), targets.flatten(), ignore_index=ar.IGNORE
+        )
+        reg = model.regularizer()
+        assert (reg is not None) == (name == "lisa-soft")
+        (loss if reg is None else loss + reg).backward()
+        layer = model.blocks[0].layer
+        for p in (layer.quantizer.codebooks, layer.w_query, layer.w_key, layer.w_value):
+            assert p.grad is not None and bool(p.grad.abs().sum() > 0), name
+        assert ar.skip_reason(spec, head_dim=8) is None
+    assert model.blocks[0].layer.gamma < 1
+    assert ar.LAYER_METHODS["lisa-base-nodecay"].factory(16).gamma == 1.0
+    with pytest.raises(ValueError, match="takes no hyperparameters"):
+        ar.MQARModel(spec, vocab_size=16, max_len=24, dim=16, hyperparameters={"gamma": 1})
+
+
+def test_lisa_layer_row_in_the_grid():
+    (row,) = ar.run_grid(
+        ["lisa-soft"], [16], num_pairs=2, vocab_size=16, steps=2, batch=4, dim=16, eval_examples=8
+    )
+    assert row["status"] == "ok" and row["method"] == "lisa-soft"
+    assert 0.0 <= row["accuracy"] <= 1.0 and row["final_loss"] > 0
