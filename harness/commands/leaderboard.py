@@ -42,6 +42,8 @@ def _config(args):
         "seqrec_max_len": args.max_len,
         "seqrec_epochs": args.epochs,
         "seeds": tuple(args.seeds) if args.seeds else None,
+        "mqar_lengths": () if args.no_mqar else (tuple(args.mqar_lengths) or None),
+        "mqar_steps": args.mqar_steps,
         "synthetic_users": args.synthetic_users,
         "synthetic_items": args.synthetic_items,
         "threads": args.threads,
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: --merge: {exc}", file=sys.stderr)
             return 2
     else:
-        for flag in ("repeats", "seqrec_dim", "max_len", "epochs", "synthetic_users"):
+        for flag in ("repeats", "seqrec_dim", "max_len", "epochs", "synthetic_users", "mqar_steps"):
             value = getattr(args, flag)
             if value is not None and value < 1:
                 print(
@@ -198,6 +200,17 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=None, help="downstream training seeds (default 0)"
     )
+    parser.add_argument(
+        "--mqar-lengths",
+        type=int,
+        nargs="+",
+        default=[],
+        help="associative-recall column: lengths (default 256; 256 1024 without --quick)",
+    )
+    parser.add_argument(
+        "--mqar-steps", type=int, default=None, help="associative-recall training steps (300)"
+    )
+    parser.add_argument("--no-mqar", action="store_true", help="leave out the MQAR column")
     parser.add_argument(
         "--synthetic-users",
         type=int,

@@ -30,12 +30,16 @@ from harness.graph.hep_training import TrainConfig, train_graph_model
 __all__ = ["compare", "main"]
 
 
-def compare(task, configs: list[TrainConfig], repeats: int) -> list[dict]:
+def compare(task, configs: list[TrainConfig], repeats: int, progress=None) -> list[dict]:
+    """One row per configuration (see the module docstring); ``progress(repeat, cfg,
+    record)`` is called after every epoch run, e.g. to log it."""
     runs: dict[int, list] = {i: [] for i in range(len(configs))}
-    for _ in range(repeats):
+    for repeat in range(repeats):
         for i, cfg in enumerate(configs):
             _, rec = train_graph_model(task, cfg)
             runs[i].append(rec[0])
+            if progress is not None:
+                progress(repeat, cfg, rec[0])
     rows = []
     for i, cfg in enumerate(configs):
         recs = runs[i]
@@ -107,7 +111,16 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     task = load_builtin_graph(args.data, edges=args.edges, data_dir=args.data_dir)
-    for row in compare(task, configs, args.repeats):
+
+    def log(repeat, cfg, rec):  # progress on stderr, so a long run shows where it is
+        print(
+            f"repeat {repeat + 1}/{args.repeats} {cfg.sampler}:{cfg.estimator}:{cfg.budget} "
+            f"{rec.seconds:.2f} s, {rec.edges_in_computation} edges, test {rec.test_metric:.4f}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    for row in compare(task, configs, args.repeats, progress=log):
         print(json.dumps(row))
     return 0
 

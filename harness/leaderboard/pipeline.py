@@ -29,6 +29,11 @@
    ``doc["headline_length"]``).
 5. **downstream** HR@10 / NDCG@10 (and @5) of the SASRec-style model with this attention
    (``harness.seqrec``), plus its epoch time and training-step peak memory.
+6. **associative recall**: held-out accuracy of the fixed MQAR model
+   (``harness.tasks.associative_recall``) with this attention at each of ``mqar_lengths``
+   (``mqar_steps`` training steps, the first seed), for causal methods and the LISA
+   layers: the long-range column, which separates methods that the downstream scores
+   tie (``mqar_lengths=()`` leaves it out).
 """
 
 from __future__ import annotations
@@ -82,6 +87,8 @@ class LeaderboardConfig:
     seqrec_patience: int = 3
     seqrec_lr: float = 1e-3
     seeds: tuple[int, ...] = (0,)
+    mqar_lengths: tuple[int, ...] = (256,)
+    mqar_steps: int = 300
     synthetic_users: int = 600
     synthetic_items: int = 300
     conformance_timeout_s: float = 900.0
@@ -101,6 +108,7 @@ class LeaderboardConfig:
             seqrec_max_len=200,
             seqrec_epochs=200,
             seqrec_patience=5,
+            mqar_lengths=(256, 1024),
         )
 
     def speed_grid(self) -> Grid:
@@ -126,6 +134,13 @@ class LeaderboardConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not self.seeds:
             raise ValueError("seeds must not be empty")
+        lengths = list(self.mqar_lengths)
+        if lengths != sorted(set(lengths)) or any(int(n) < 32 for n in lengths):
+            raise ValueError(
+                f"mqar_lengths must be strictly increasing ints >= 32, got {self.mqar_lengths}"
+            )
+        if int(self.mqar_steps) < 1:
+            raise ValueError(f"mqar_steps must be >= 1, got {self.mqar_steps!r}")
 
 
 # --------------------------------------------------------------------------------------
@@ -469,6 +484,26 @@ def stage_downstream(name: str, cfg: LeaderboardConfig, plugins, progress: bool)
     """(worker) :func:`_downstream` on the configured data set (loaded once per worker)."""
     task = load_leaderboard_task(cfg)
     return _downstream(name, task, cfg, plugins, progress)
+
+
+def stage_mqar(name: str, cfg: LeaderboardConfig, plugins: Sequence[str]) -> dict:
+    """(worker) MQAR accuracy of ``name`` at each of ``cfg.mqar_lengths``:
+    ``{"lengths", "accuracy", "chance", "steps", "seed", "train_seconds"}``."""
+    from harness.tasks import associative_recall as ar
+
+    method = ar.LAYER_METHODS.get(name) or _spec_in_worker(name, plugins)
+    seed = cfg.seeds[0]
+    runs = [
+        ar.train_and_evaluate(method, n, steps=cfg.mqar_steps, seed=seed) for n in cfg.mqar_lengths
+    ]
+    return {
+        "lengths": list(cfg.mqar_lengths),
+        "accuracy": [r["accuracy"] for r in runs],
+        "chance": runs[0]["chance"],
+        "steps": cfg.mqar_steps,
+        "seed": seed,
+        "train_seconds": [round(r["train_seconds"], 3) for r in runs],
+    }
 
 
 def downstream_baselines(task) -> dict:
@@ -829,6 +864,17 @@ def _method_row(
             why = row["stages"]["downstream"] if not outcome.ok else outcome.value["status"]
             row["stages"]["downstream"] = why
             row["notes"].append(f"downstream {why}")
+    # 6. associative recall
+    row["mqar"] = None
+    if cfg.mqar_lengths and usable and (info is None or info["causal"]):
+        say(f"[{name}] associative recall at L = {list(cfg.mqar_lengths)}")
+        outcome = runner.call(stage_mqar, name, cfg, plugins)
+        row["stage_seconds"]["mqar"] = round(outcome.seconds, 3)
+        row["stages"]["mqar"] = "ok" if outcome.ok else _first_line(outcome)
+        if outcome.ok:
+            row["mqar"] = outcome.value
+        else:
+            row["notes"].append(f"mqar {row['stages']['mqar']}")
     bad = [s for s in row["stages"].values() if s != "ok"]
     failed_conf = row["conformance"]["status"] not in ("passed", "n/a", "not-run", "skipped")
     row["status"] = "failed" if bad or failed_conf else "ok"

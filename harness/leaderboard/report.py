@@ -94,6 +94,7 @@ COLUMNS = (
     ("method", "method", "low"),
     ("ndcg10", "NDCG@10", "high"),
     ("hr10", "HR@10", "high"),
+    ("mqar", "MQAR accuracy", "high"),
     ("speedup", "speed-up vs SDPA", "high"),
     ("mem_ratio", "memory / SDPA", "low"),
     ("pareto", "Pareto", "high"),
@@ -142,6 +143,24 @@ def _quality_cell(down: dict, key: str) -> Cell:
     if n is None:
         return Cell(text, mean, "the number of seeds is not recorded: no interval")
     return Cell(text, mean, f"{n} seeds but no standard deviation recorded: no interval")
+
+
+def _mqar_cell(row: dict) -> Cell:
+    """Accuracy at the longest MQAR length measured, every length in the tooltip."""
+    mqar = row.get("mqar") or {}
+    lengths, acc = mqar.get("lengths") or [], mqar.get("accuracy") or []
+    pairs = [(n, finite(a)) for n, a in zip(lengths, acc, strict=False)]
+    pairs = [(n, a) for n, a in pairs if a is not None]
+    if not pairs:
+        stage = (row.get("stages") or {}).get("mqar")
+        return Cell("-", None, f"mqar stage: {stage}" if stage and stage != "ok" else "not run")
+    n, a = pairs[-1]
+    by_length = ", ".join(f"L={m}: {x:.3f}" for m, x in pairs)
+    title = (
+        f"held-out accuracy by length ({by_length}); chance {finite(mqar.get('chance')) or 0:.3f}; "
+        f"{mqar.get('steps')} steps, seed {mqar.get('seed')}"
+    )
+    return Cell(f"{a:.3f} @ L={n}", a, title)
 
 
 def _exponent_cell(speed: dict, field: str, values_key: str) -> Cell:
@@ -259,6 +278,7 @@ def table_rows(doc: dict) -> list[dict[str, Cell]]:
             "crossover": _crossover_cell(speed),
             "hr10": _quality_cell(down, "HR@10"),
             "ndcg10": _quality_cell(down, "NDCG@10"),
+            "mqar": _mqar_cell(r),
             "epoch_s": _num(down.get("epoch_time_s"), "{:.2f}"),
             "pareto": Cell("yes" if r.get("pareto") else "", 1 if r.get("pareto") else 0),
         }

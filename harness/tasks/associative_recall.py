@@ -50,10 +50,12 @@ that raises while training or evaluating is an ``error`` row, never a crash of t
 
 LISA as its authors define it is a layer, not a q/k/v operator: it quantises the block's
 input and learns its codebooks with the model. The names of ``LAYER_METHODS``
-(``lisa-base``, ``lisa-soft``, and ``lisa-base-nodecay`` with gamma = 1) replace the
+(``lisa-base``, ``lisa-soft``, ``lisa-mini``, and ``lisa-base-nodecay`` with gamma = 1)
+replace the
 attention step of each block by ``W_o LISA(LN(x), causal=True)`` with the layer of
 ``impls.attention.lisa_layers`` in the authors' configuration (8 codebooks; W = 128 for
-Base, 32 for Soft; gamma = e^-0.1); LISA-Soft's regulariser is added to the loss.
+Base, 32 for Soft, 16 for Mini; gamma = e^-0.1); LISA-Soft's regulariser is added to the
+loss.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ from torch.nn import functional as F
 
 from harness.results import write_json_atomic
 from impls import registry
-from impls.attention.lisa_layers import LISABase, LISASoft
+from impls.attention.lisa_layers import LISABase, LISAMini, LISASoft
 from impls.registry import MethodSpec
 
 __all__ = [
@@ -202,6 +204,12 @@ LAYER_METHODS: dict[str, LayerMethod] = {
             "lisa-base-nodecay",
             lambda d: LISABase(d, config="authors", gamma=1.0),
             "LISA-Base, authors' configuration but gamma = 1 (no recency decay)",
+        ),
+        LayerMethod(
+            "lisa-mini",
+            lambda d: LISAMini(d, config="authors"),
+            "LISA-Mini, authors' configuration: LISA-Base over W = 16 sequence codewords "
+            "(its target quantiser scores recommendation targets and is unused here)",
         ),
         LayerMethod(
             "lisa-soft",

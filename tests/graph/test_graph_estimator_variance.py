@@ -113,7 +113,9 @@ def test_epoch_comparison_reports_the_metric_against_the_baseline(tiny):
         TrainConfig(sampler="exhaustive", estimator="importance", epochs=1, batch_size=256, dim=8),
         TrainConfig(sampler="uniform", estimator="importance", budget=8, epochs=1, batch_size=256),
     ]
-    rows = compare(task, configs, repeats=1)
+    seen = []
+    rows = compare(task, configs, repeats=1, progress=lambda r, c, rec: seen.append((r, c)))
+    assert [(r, c.sampler) for r, c in seen] == [(0, "exhaustive"), (0, "uniform")]
     assert rows[0]["metric_delta"] == 0
     assert 0 <= rows[1]["test_metric"] <= 1
     assert rows[1]["metric_delta"] == pytest.approx(rows[1]["test_metric"] - rows[0]["test_metric"])

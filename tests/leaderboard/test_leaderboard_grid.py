@@ -177,3 +177,24 @@ def test_downstream_task_from_your_own_dataset_card(tmp_path):
                      ' "columns": {"user": "uid", "item": "song", "time": "ts"}}')  # fmt: skip
     with pytest.raises(ValueError, match="--dataset-card .*small.json"):
         pipeline.load_leaderboard_task(LeaderboardConfig(dataset_card=str(small)))
+
+
+def test_mqar_settings_are_checked_and_the_cell_shows_the_longest_length():
+    from harness.leaderboard.report import _mqar_cell
+
+    assert LeaderboardConfig().mqar_lengths == (256,)
+    assert LeaderboardConfig.full().mqar_lengths == (256, 1024)
+    LeaderboardConfig(mqar_lengths=()).check()  # the column left out
+    with pytest.raises(ValueError, match="mqar_lengths"):
+        LeaderboardConfig(mqar_lengths=(1024, 256)).check()
+    with pytest.raises(ValueError, match="mqar_lengths"):
+        LeaderboardConfig(mqar_lengths=(16,)).check()
+    with pytest.raises(ValueError, match="mqar_steps"):
+        LeaderboardConfig(mqar_steps=0).check()
+    row = {"mqar": {"lengths": [256, 1024], "accuracy": [0.9, 0.2], "chance": 0.03125,
+                    "steps": 300, "seed": 0}}  # fmt: skip
+    cell = _mqar_cell(row)
+    assert cell.text == "0.200 @ L=1024" and cell.sort == 0.2
+    assert "L=256: 0.900" in cell.title and "chance 0.031" in cell.title
+    missing = _mqar_cell({"mqar": None, "stages": {"mqar": "timeout after 3 s"}})
+    assert missing.text == "-" and missing.sort is None and "timeout" in missing.title

@@ -35,6 +35,7 @@ def test_leaderboard_runs_an_external_plugin_and_gates_a_broken_one(tmp_path):
         "--lengths", "32", "64", "--repeats", "1",
         "--epochs", "2", "--seqrec-dim", "8", "--max-len", "10",
         "--synthetic-users", "120", "--synthetic-items", "130",
+        "--mqar-lengths", "32", "--mqar-steps", "3",
         "--no-progress", "--output-dir", str(out),
     ]  # fmt: skip
     done = subprocess.run(
@@ -59,12 +60,17 @@ def test_leaderboard_runs_an_external_plugin_and_gates_a_broken_one(tmp_path):
     assert bad["conformance"]["status"] == "failed" and bad["conformance"]["failed"] > 0
     assert bad["speed"] is None and "no speed or downstream score" in " ".join(bad["notes"])
     assert bad["downstream"] is None and bad["status"] == "failed"  # never trained
+    assert bad["mqar"] is None
+    # the long-range column: MQAR accuracy of the fixed model with this attention
+    assert good["mqar"]["lengths"] == [32] and good["mqar"]["steps"] == 3
+    assert 0.0 <= good["mqar"]["accuracy"][0] <= 1.0 and good["mqar"]["chance"] > 0
     assert any("causal" in f for f in bad["conformance"]["failures"])  # the reason, not a name
     assert good["status"] == "ok" and rows["sdpa"]["status"] == "ok"
     assert bad["rank"] == 3  # below every conformant method, whatever its quality
     assert rows["sdpa"]["speed"]["time_ratio"] == [1.0, 1.0]
     assert doc["data_checksums"]["synthetic"] == good["data_checksum"]
     assert "example_softmax" in (out / "leaderboard.md").read_text()
+    assert "MQAR accuracy" in (out / "leaderboard.md").read_text()
     assert 'data-method="example_softmax"' in (out / "leaderboard.html").read_text()
 
 

@@ -75,6 +75,7 @@ def test_leaderboard_survives_every_misbehaviour(tmp_path):
         "--lengths", "32", "64", "--repeats", "1",
         "--epochs", "1", "--seqrec-dim", "8", "--max-len", "10",
         "--synthetic-users", "120", "--synthetic-items", "130",
+        "--mqar-lengths", "32", "--mqar-steps", "2",
         "--no-progress", "--output-dir", str(out),
     ]  # fmt: skip
     done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=600)
