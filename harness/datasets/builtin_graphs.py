@@ -1,6 +1,7 @@
-"""The built-in graph data sets by name: ``synthetic``, ``movielens`` (ML-100K + knowledge
-graph) and ``ml-1m`` (the MovieLens-1M typed graph), for every command that takes
-``--data``."""
+"""The built-in graph data sets by name: ``synthetic``, ``synthetic-imbalanced`` (the same
+generator with planted type imbalance: a rare informative relation beside large noisy
+ones, ``synthetic_graph.IMBALANCED``), ``movielens`` (ML-100K + knowledge graph) and
+``ml-1m`` (the MovieLens-1M typed graph), for every command that takes ``--data``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from harness.datasets.graph_task import GraphTask
 
 __all__ = ["BUILTIN_GRAPHS", "load_builtin_graph"]
 
-BUILTIN_GRAPHS = ("synthetic", "movielens", "ml-1m")
+BUILTIN_GRAPHS = ("synthetic", "synthetic-imbalanced", "movielens", "ml-1m")
 
 
 def load_builtin_graph(
@@ -25,10 +26,14 @@ def load_builtin_graph(
     """
     from harness.datasets.movielens_1m import load_movielens_1m
     from harness.datasets.movielens_kg import load_movielens_100k_kg
-    from harness.datasets.synthetic_graph import make_synthetic_graph
+    from harness.datasets.synthetic_graph import IMBALANCED, make_synthetic_graph
 
     if data == "synthetic":
         return make_synthetic_graph(edges, seed=seed)
+    if data == "synthetic-imbalanced":
+        task = make_synthetic_graph(edges, seed=seed, **IMBALANCED)
+        task.name = f"synthetic-imbalanced-{edges}"
+        return task
     if data not in BUILTIN_GRAPHS:
         raise ValueError(f"data must be one of {', '.join(BUILTIN_GRAPHS)}, got {data!r}")
     from harness.datasets.cache import data_dir as cache_dir

@@ -18,7 +18,8 @@ otherwise with no argument, and must return a loaded task:
   :class:`harness.seqrec.training.SeqRecTask`.
 
 Nothing is imported until a command asks for that name; the names of built-in data sets
-(``synthetic``, ``movielens``, ``ml-100k``, ``ml-1m``) always mean the built-in ones.
+(``synthetic``, ``synthetic-imbalanced``, ``movielens``, ``ml-100k``, ``ml-1m``) always
+mean the built-in ones.
 Errors are :class:`DatasetPluginError` (a ValueError) naming the entry point.
 """
 

@@ -67,6 +67,33 @@ def test_synthetic_graph_bad_arguments(kwargs):
         make_synthetic_graph(**args)
 
 
+def test_planted_type_imbalance_sets_each_relations_size_and_homophily():
+    from harness.datasets.builtin_graphs import load_builtin_graph
+    from harness.datasets.synthetic_graph import IMBALANCED
+
+    task = load_builtin_graph("synthetic-imbalanced", edges=40_000, seed=0)
+    g, labels = task.graph, task.labels
+    assert task.name == "synthetic-imbalanced-40000"
+    shares, homs = IMBALANCED["relation_shares"], IMBALANCED["relation_homophily"]
+    for src, name, dst in [r for r in g.relations if r[1] in shares]:
+        ei = g.edge_index((src, name, dst))
+        total = 40_000 * (0.9 if name == "writes" else 1.0)  # 10% of writes held out
+        assert abs(ei.shape[1] - shares[name] * total) <= 0.02 * total, name
+        if src == "paper":  # cites: paper -> paper, both ends labelled
+            same = (labels[ei[0]] == labels[ei[1]]).double().mean()
+            # homophily h plus chance agreement (1 - h) / 4
+            assert abs(same - (homs[name] + (1 - homs[name]) / 4)) < 0.03
+    # the default graph is unchanged by the new arguments
+    a = make_synthetic_graph(2000, seed=3)
+    b = make_synthetic_graph(2000, seed=3, relation_shares={}, relation_homophily=None)
+    for rel in a.graph.relations:
+        assert torch.equal(a.graph.edge_index(rel), b.graph.edge_index(rel))
+    with pytest.raises(ValueError, match="relation_shares: unknown relation 'likes'"):
+        make_synthetic_graph(1000, relation_shares={"likes": 0.1})
+    with pytest.raises(ValueError, match=r"relation_homophily\['cites'\] must be a number"):
+        make_synthetic_graph(1000, relation_homophily={"cites": 1.5})
+
+
 def _write(path: Path, header: str, rows: list[str]) -> None:
     path.write_text(header + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
 
