@@ -81,7 +81,8 @@ IMBALANCED = {
 }
 
 
-def _relation_overrides(name: str, values, low: float, high: float) -> dict[str, float]:
+def _relation_overrides(name: str, values) -> dict[str, float]:
+    """``values`` (generated relation name -> number in [0, 1]) checked, or {} for None."""
     known = [r[1] for r in RELATION_SHARES]
     if values is None:
         return {}
@@ -89,8 +90,8 @@ def _relation_overrides(name: str, values, low: float, high: float) -> dict[str,
     for rel, v in dict(values).items():
         if rel not in known:
             raise ValueError(f"{name}: unknown relation {rel!r}; known: {known}")
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high:
-            raise ValueError(f"{name}[{rel!r}] must be a number in [{low}, {high}], got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+            raise ValueError(f"{name}[{rel!r}] must be a number in [0, 1], got {v!r}")
         out[rel] = float(v)
     return out
 
@@ -111,8 +112,8 @@ def make_synthetic_graph(
     relation_homophily: dict[str, float] | None = None,
 ) -> GraphTask:
     """Build the synthetic task; same arguments and seed give identical tensors."""
-    shares = _relation_overrides("relation_shares", relation_shares, 0.0, 1.0)
-    homs = _relation_overrides("relation_homophily", relation_homophily, 0.0, 1.0)
+    shares = _relation_overrides("relation_shares", relation_shares)
+    homs = _relation_overrides("relation_homophily", relation_homophily)
     if isinstance(num_edges, bool) or not isinstance(num_edges, int) or num_edges < 100:
         raise ValueError(f"num_edges must be an int >= 100, got {num_edges!r}")
     if not isinstance(num_classes, int) or num_classes < 2:

@@ -21,7 +21,7 @@ with any sampler x estimator, or exhaustively.
 Aggregation goes through ``impls.sampling.aggregate_block``, which uses the oracle's
 summation code; only the sources a sample kept are embedded.
 
-``represent(targets, sample)`` runs the model on the targets (type -> sorted ids) with
+``represent(targets, sample)`` runs the model on the targets (type -> distinct ids) with
 ``sample(targets) -> (block, weights)`` giving each hop's sample, outermost hop first;
 ``forward(block, weights)`` is the one-layer step on a given block.
 """
@@ -117,11 +117,10 @@ class HEPModel(nn.Module):
 
     @torch.no_grad()
     def proposal_edge_weight(self, rel: Relation, edge_ids: Tensor) -> Tensor | None:
-        """Detached a_e (float64) of the given CSR edge ids of rel, None without edge
+        """Detached a_e of the given CSR edge ids of rel, None without edge
         features: the adaptive sampler's input, computed for a batch's edges only (the
         proposal gets no gradient)."""
-        a = self.edge_weight(rel, edge_ids)
-        return None if a is None else a.double()
+        return self.edge_weight(rel, edge_ids)
 
     def _hep(
         self,
@@ -144,17 +143,22 @@ class HEPModel(nn.Module):
                 out[t] = torch.sigmoid(bias[t]).expand(ids.numel(), self.dim)
         return out
 
+    def _with_embedding(self, block: SampledBlock, h: dict[str, Tensor]) -> dict[str, Tensor]:
+        """[e_v ; h_v] for the block's targets: type -> (B_t, 2 dim)."""
+        return {t: torch.cat([self.embed(t, ids), h[t]], dim=1) for t, ids in block.targets.items()}
+
     def forward(self, block: SampledBlock, weights: dict[Relation, Tensor]) -> dict[str, Tensor]:
         """One layer: [e_v ; h_v] for the targets of every type in the block:
         type -> (B_t, 2 dim)."""
-        h = self._hep(block, weights, self.embed, self.rel_weight, self.bias)
-        return {t: torch.cat([self.embed(t, ids), h[t]], dim=1) for t, ids in block.targets.items()}
+        return self._with_embedding(
+            block, self._hep(block, weights, self.embed, self.rel_weight, self.bias)
+        )
 
     def represent(
         self, targets: dict[str, Tensor], sample: Sample
     ) -> tuple[dict[str, Tensor], list[SampledBlock]]:
-        """[e_v ; h_v] for ``targets`` (type -> sorted distinct ids): type -> (B_t, 2 dim),
-        and the blocks used, outermost hop first. ``sample(targets)`` returns one hop's
+        """[e_v ; h_v] for ``targets`` (type -> distinct ids): type -> (B_t, 2 dim), and
+        the blocks used, outermost hop first. ``sample(targets)`` returns one hop's
         (block, estimator weights)."""
         top, top_weights = sample(targets)
         if self.layers == 1:
@@ -163,19 +167,19 @@ class HEPModel(nn.Module):
         for rel, s in top.relations.items():
             sources.setdefault(rel[0], []).append(s.src)
         inner_targets = {t: torch.unique(torch.cat(v)) for t, v in sources.items()}
-        if not inner_targets:  # nothing kept: layer 2 sees no neighbour
-            h = self._hep(top, top_weights, self.embed, self.rel_weight2, self.bias2)
-            reps = {t: torch.cat([self.embed(t, ids), h[t]], 1) for t, ids in top.targets.items()}
-            return reps, [top]
-        inner, inner_weights = sample(inner_targets)
-        h1 = self._hep(inner, inner_weights, self.embed, self.rel_weight, self.bias)
+        blocks, h1 = [top], {}
+        if inner_targets:  # else nothing was kept: layer 2 sees no neighbour
+            inner, inner_weights = sample(inner_targets)
+            blocks.append(inner)
+            h1 = self._hep(inner, inner_weights, self.embed, self.rel_weight, self.bias)
 
         def hidden(t: str, ids: Tensor) -> Tensor:
+            if ids.numel() == 0:
+                return self.bias2[t].new_zeros(0, self.dim)
             return h1[t][torch.searchsorted(inner_targets[t], ids)]
 
         h = self._hep(top, top_weights, hidden, self.rel_weight2, self.bias2)
-        reps = {t: torch.cat([self.embed(t, ids), h[t]], dim=1) for t, ids in top.targets.items()}
-        return reps, [top, inner]
+        return self._with_embedding(top, h), blocks
 
     def link_score(self, rep_u: Tensor, rep_v: Tensor) -> Tensor:
         """(P,) scores of the pairs (rep_u[i], rep_v[i]); both (P, 2 dim)."""

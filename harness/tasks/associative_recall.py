@@ -182,14 +182,13 @@ def make_mqar(
 @dataclass(frozen=True)
 class LayerMethod:
     """A whole attention layer on the block input (batch, L, d) -> (batch, L, d), built by
-    ``factory(d)``; used in place of ``q, k, v -> attn``. ``regularizer``: the layer sets
-    an attribute of that name after each forward, a scalar added to the training loss."""
+    ``factory(d)``; used in place of ``q, k, v -> attn``. A layer that sets a scalar
+    ``regularizer`` attribute in its forward has it added to the training loss."""
 
     name: str
     factory: Callable[[int], nn.Module]
     summary: str
-    regularizer: str | None = None
-    calibrate: bool = False
+    calibrate: bool = False  # as MethodSpec.calibrate: layers learn their state
 
 
 LAYER_METHODS: dict[str, LayerMethod] = {
@@ -215,7 +214,6 @@ LAYER_METHODS: dict[str, LayerMethod] = {
             "lisa-soft",
             lambda d: LISASoft(d, config="authors"),
             "LISA-Soft, authors' configuration (8 codebooks, W = 32, gamma = e^-0.1)",
-            regularizer="regularizer",
         ),
     )
 }
@@ -250,13 +248,16 @@ def skip_reason(spec: Method, *, head_dim: int, device: str = "cpu") -> str | No
 
 
 class _Block(nn.Module):
-    """Pre-norm block: x + W_o attn(q, k, v, causal) then x + MLP(LN(x))."""
+    """Pre-norm block: x + W_o attn(q, k, v, causal) then x + MLP(LN(x)); with ``layer``
+    (a whole attention layer, see :class:`LayerMethod`) x + W_o layer(LN(x)) instead."""
 
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: int, layer: nn.Module | None = None):
         super().__init__()
         self.heads, self.head_dim = heads, dim // heads
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.layer = layer
+        if layer is None:
+            self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
 
@@ -267,25 +268,13 @@ class _Block(nn.Module):
         q, k, v = parts.permute(2, 0, 3, 1, 4).unbind(0)
         return q, k, v
 
-    def forward(self, x: Tensor, attn: Callable[..., Tensor]) -> Tensor:
-        q, k, v = self.qkv_heads(x)
-        a = attn(q, k, v, causal=True)  # (batch, heads, L, d / heads)
-        x = x + self.out(a.transpose(1, 2).reshape(x.shape))
-        return x + self.mlp(self.norm2(x))
-
-
-class _LayerBlock(nn.Module):
-    """Pre-norm block around a whole layer: x + W_o layer(LN(x)) then x + MLP(LN(x))."""
-
-    def __init__(self, dim: int, layer: nn.Module):
-        super().__init__()
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.layer = layer
-        self.out = nn.Linear(dim, dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
-
-    def forward(self, x: Tensor, attn: Any = None) -> Tensor:
-        x = x + self.out(self.layer(self.norm1(x), causal=True))
+    def forward(self, x: Tensor, attn: Callable[..., Tensor] | None) -> Tensor:
+        if self.layer is not None:
+            a = self.layer(self.norm1(x), causal=True)  # (batch, L, d)
+        else:
+            q, k, v = self.qkv_heads(x)
+            a = attn(q, k, v, causal=True).transpose(1, 2).reshape(x.shape)
+        x = x + self.out(a)
         return x + self.mlp(self.norm2(x))
 
 
@@ -321,26 +310,25 @@ class MQARModel(nn.Module):
         if isinstance(spec, LayerMethod):
             if self.hyperparameters:
                 raise ValueError(f"layer method {spec.name!r} takes no hyperparameters")
-            self.blocks = nn.ModuleList(_LayerBlock(dim, spec.factory(dim)) for _ in range(layers))
+            self.blocks = nn.ModuleList(
+                _Block(dim, heads, spec.factory(dim)) for _ in range(layers)
+            )
         else:
             self.blocks = nn.ModuleList(_Block(dim, heads) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab_size)
         self.attns: list[Any] = [None] * layers
-        if not spec.calibrate:
+        if not spec.calibrate and not isinstance(spec, LayerMethod):
             self.attns = [self._build() for _ in range(layers)]
 
     def regularizer(self) -> Tensor | None:
-        """Sum of the layers' regularisers after a forward (layer methods that have one)."""
-        name = getattr(self.spec, "regularizer", None)
-        if name is None:
-            return None
-        terms = [getattr(b.layer, name) for b in self.blocks]
-        return torch.stack([t for t in terms if t is not None]).sum()
+        """Sum of the layers' ``regularizer`` after a forward (LISA-Soft sets one), or
+        None when no layer has one."""
+        terms = [getattr(b.layer, "regularizer", None) for b in self.blocks]
+        terms = [t for t in terms if t is not None]
+        return torch.stack(terms).sum() if terms else None
 
     def _build(self, calibration: Sequence[Tensor] | None = None) -> Any:
-        if isinstance(self.spec, LayerMethod):
-            return "layer"  # the block holds the layer itself
         return registry.build(
             self.spec, self.head_dim, self.heads, calibration=calibration, **self.hyperparameters
         )
@@ -366,7 +354,7 @@ class MQARModel(nn.Module):
             x = block(x, self.attns[i])
 
     def forward(self, tokens: Tensor) -> Tensor:
-        if any(a is None for a in self.attns):
+        if self.spec.calibrate and any(a is None for a in self.attns):
             raise RuntimeError(f"method {self.spec.name!r} needs calibrate(tokens) first")
         x = self.embed(tokens)
         for block, attn in zip(self.blocks, self.attns, strict=True):

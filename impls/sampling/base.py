@@ -16,12 +16,7 @@ import torch
 from torch import Tensor
 
 from impls.sampling.block import SampledBlock
-from impls.sampling.proposals import (
-    EdgeWeightFn,
-    EdgeWeights,
-    check_edge_weights,
-    gather_batch,
-)
+from impls.sampling.proposals import EdgeWeightFn, check_edge_weights, gather_batch
 from reference.graph import BatchEdges, HeteroGraph, Relation
 
 __all__ = ["Sampler", "SampleRequest", "check_budget", "check_generator"]
@@ -50,15 +45,16 @@ class SampleRequest:
     """A checked sampling request: the graph, the targets per node type (deduplicated, in
     order), the batch edges into them per relation (``reference.graph.BatchEdges``, CSR
     order), the budget n (None for samplers without one), the generator and the
-    validated edge weights (``proposals.EdgeWeights``: ``get(rel, edge_ids)``; false
-    without weights)."""
+    validated edge weights (``proposals.check_edge_weights``: a mapping relation -> (E_r,)
+    float64, empty without weights, or a checking callable; read them with
+    ``aggregate.edge_weight_of``)."""
 
     graph: HeteroGraph
     targets: dict[str, Tensor]
     batch: dict[Relation, BatchEdges]
     budget: int | None
     generator: torch.Generator | None
-    edge_weight: EdgeWeights
+    edge_weight: dict[Relation, Tensor] | EdgeWeightFn
 
 
 class Sampler:

@@ -41,6 +41,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from impls.sampling.aggregate import edge_weight_of
 from impls.sampling.base import Sampler, SampleRequest
 from impls.sampling.block import RelationSample, SampledBlock
 from impls.sampling.draws import (
@@ -48,7 +49,7 @@ from impls.sampling.draws import (
     draw_systematic,
     draw_with_replacement,
 )
-from impls.sampling.proposals import EdgeWeights, pair_square_sum, unique_with_inverse
+from impls.sampling.proposals import EdgeWeightFn, pair_square_sum, unique_with_inverse
 from reference.graph import BatchEdges, HeteroGraph, Relation
 
 __all__ = [
@@ -166,7 +167,7 @@ class _PooledSampler(Sampler):
         batch: dict[Relation, BatchEdges],
         inv: dict[Relation, Tensor],
         sizes: dict[str, int],
-        weights: EdgeWeights,
+        weights: dict[Relation, Tensor] | EdgeWeightFn,
     ) -> dict[str, Tensor]:
         raise NotImplementedError
 
@@ -232,7 +233,7 @@ class AdaptiveSampler(_PooledSampler):
         out = {t: torch.zeros(n, dtype=torch.float64) for t, n in sizes.items()}
         for rel, edges in batch.items():
             v = _p(edges)
-            a = weights.get(rel, edges.edge_id)
+            a = edge_weight_of(weights, rel, edges.edge_id)
             if a is not None:
                 v = v * a
             out[rel[0]].index_add_(0, inv[rel], v)

@@ -19,13 +19,13 @@ def pairing_problem(sampler: str, estimator: str) -> str | None:
         raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {sampler!r}")
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}, got {estimator!r}")
-    if ESTIMATORS[estimator].needs_draw_probabilities and not getattr(
-        SAMPLERS[sampler], "has_draw_probabilities", True
+    if ESTIMATORS[estimator].needs_draw_probabilities and not (
+        SAMPLERS[sampler].has_draw_probabilities
     ):
+        with_q = ", ".join(n for n, cls in SAMPLERS.items() if cls.has_draw_probabilities)
         return (
             f"estimator {estimator!r} needs draw probabilities q(u), which sampler "
-            f"{sampler!r} does not produce; pair it with a layer-wise sampler "
-            "(type-dependent, type-fusion, adaptive, uniform, ladies)"
+            f"{sampler!r} does not produce; pair it with a layer-wise sampler ({with_q})"
         )
     return None
 

@@ -24,7 +24,6 @@ from reference.graph import BatchEdges, HeteroGraph, Relation, check_targets
 __all__ = [
     "gather_batch",
     "check_edge_weights",
-    "EdgeWeights",
     "pair_square_sum",
     "unique_with_inverse",
 ]
@@ -59,57 +58,41 @@ def gather_batch(
     return clean, batch
 
 
-class EdgeWeights:
-    """Validated edge weights a_e, read per batch: ``get(rel, edge_ids)`` -> (len,) float64
-    or None when ``rel`` has no weights.
-
-    Built from a mapping relation -> (E_r,) tensor (checked whole, once) or from a
-    callable ``fn(rel, edge_ids) -> (len,) tensor | None``: the callable form computes
-    weights only for the edges a batch touches, so a learned a_e costs O(batch edges)
-    per batch instead of O(E); its values are checked at each call."""
-
-    def __init__(
-        self,
-        table: dict[Relation, Tensor] | None = None,
-        fn: EdgeWeightFn | None = None,
-        graph: HeteroGraph | None = None,
-    ) -> None:
-        self._table = table or {}
-        self._fn = fn
-        self._graph = graph
-
-    def __bool__(self) -> bool:
-        return bool(self._table) or self._fn is not None
-
-    def get(self, rel: Relation, edge_ids: Tensor) -> Tensor | None:
-        if self._fn is None:
-            a = self._table.get(rel)
-            return None if a is None else a[edge_ids]
-        a = self._fn(rel, edge_ids)
-        if a is None:
-            return None
-        n = edge_ids.numel()
-        if not isinstance(a, Tensor) or not a.is_floating_point():
-            raise TypeError(f"edge_weight({rel!r}, ids) must return a floating tensor or None")
-        if a.shape != (n,):
-            raise ValueError(
-                f"edge_weight({rel!r}, ids) must return shape ({n},), got {tuple(a.shape)}"
-            )
-        a = a.detach().to(torch.float64)
-        if not bool(torch.isfinite(a).all()) or bool((a < 0).any()):
-            raise ValueError(f"edge_weight({rel!r}, ids) must be finite and non-negative")
-        return a
+def _checked_weight(name: str, a: object, n: int) -> Tensor:
+    """``a`` as a detached float64 (n,) tensor of finite non-negative values, or an error
+    naming ``name``."""
+    if not isinstance(a, Tensor) or not a.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor")
+    if a.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {tuple(a.shape)}")
+    a = a.detach().to(torch.float64)
+    if not bool(torch.isfinite(a).all()) or bool((a < 0).any()):
+        raise ValueError(f"{name} must be finite and non-negative")
+    return a
 
 
 def check_edge_weights(
     graph: HeteroGraph, edge_weight: Mapping[Relation, Tensor] | EdgeWeightFn | None
-) -> EdgeWeights:
-    """Validate optional edge weights a: a mapping relation -> (E_r,) tensor (finite,
-    >= 0, CSR order) or a callable ``(rel, edge_ids) -> (len,) tensor | None``."""
+) -> dict[Relation, Tensor] | EdgeWeightFn:
+    """Validate optional edge weights a, in either form ``aggregate.edge_weight_of``
+    reads: a mapping relation -> (E_r,) tensor (finite, >= 0, CSR order; checked whole,
+    returned as float64, empty without weights), or a callable ``(rel, edge_ids) -> (len,)
+    tensor | None`` that computes a_e for a batch's edges only (O(batch edges) per batch,
+    not O(E)); it is returned wrapped so that each result is checked the same way."""
     if edge_weight is None:
-        return EdgeWeights()
+        return {}
     if callable(edge_weight) and not isinstance(edge_weight, Mapping):
-        return EdgeWeights(fn=edge_weight, graph=graph)
+        fn = edge_weight
+
+        def checked(rel: Relation, edge_ids: Tensor) -> Tensor | None:
+            a = fn(rel, edge_ids)
+            return (
+                None
+                if a is None
+                else _checked_weight(f"edge_weight({rel!r}, ids)", a, edge_ids.numel())
+            )
+
+        return checked
     if not isinstance(edge_weight, Mapping):
         raise TypeError(
             "edge_weight must be a mapping relation -> (E_r,) tensor or a callable "
@@ -118,16 +101,8 @@ def check_edge_weights(
     out = {}
     for rel, a in edge_weight.items():
         graph.check_relation(rel)
-        n = graph.relations[rel].num_edges
-        if not isinstance(a, Tensor) or not a.is_floating_point():
-            raise TypeError(f"edge_weight[{rel!r}] must be a floating tensor")
-        if a.shape != (n,):
-            raise ValueError(f"edge_weight[{rel!r}] must have shape ({n},), got {tuple(a.shape)}")
-        a = a.detach().to(torch.float64)
-        if not bool(torch.isfinite(a).all()) or bool((a < 0).any()):
-            raise ValueError(f"edge_weight[{rel!r}] must be finite and non-negative")
-        out[rel] = a
-    return EdgeWeights(table=out, graph=graph)
+        out[rel] = _checked_weight(f"edge_weight[{rel!r}]", a, graph.relations[rel].num_edges)
+    return out
 
 
 def unique_with_inverse(ids: Tensor) -> tuple[Tensor, Tensor]:

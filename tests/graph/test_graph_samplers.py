@@ -266,7 +266,7 @@ def test_every_sampler_shares_the_base_class_checks():
     assert not seen  # bad requests never reach the subclass
     KeepsNothing().sample(g, {"item": torch.tensor([1, 0])}, 4)
     (request,) = seen
-    assert request.budget == 4 and not request.edge_weight
+    assert request.budget == 4 and request.edge_weight == {}
     assert set(request.batch) and all(r[2] == "item" for r in request.batch)
 
 
@@ -297,7 +297,7 @@ def test_callable_edge_weights_match_the_full_table(replace, case, budget, seed)
 def test_callable_edge_weights_are_checked_per_call():
     g = skewed_graph()
     s, t, gen = SAMPLERS["adaptive"](), {"item": torch.tensor([0, 1])}, torch.Generator()
-    with pytest.raises(ValueError, match=r"edge_weight\(.*must return shape"):
+    with pytest.raises(ValueError, match=r"edge_weight\(.*must have shape"):
         s.sample(g, t, 4, gen, lambda rel, ids: torch.ones(ids.numel() + 1, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"edge_weight\(.*non-negative"):
         s.sample(g, t, 4, gen, lambda rel, ids: -torch.ones(ids.numel(), dtype=torch.float64))
