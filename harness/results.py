@@ -21,8 +21,23 @@ __all__ = [
 ]
 
 
+# Environment variables that change what a timing or a peak means: thread counts, and the
+# allocator (THP_MEM_ALLOC_ENABLE=1 makes torch back large CPU tensors with transparent
+# huge pages, which removes most page-fault time from writing a fresh output; see
+# docs/roofline.md). Recorded with every result when set.
+TIMING_ENVIRONMENT = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "THP_MEM_ALLOC_ENABLE",
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TRIM_THRESHOLD_",
+    "LD_PRELOAD",
+)
+
+
 def machine_fingerprint() -> dict:
-    """What the numbers were measured on: CPU/GPU, threads, library versions."""
+    """What the numbers were measured on: CPU/GPU, threads, library versions, and the
+    timing-relevant environment variables that are set (``TIMING_ENVIRONMENT``)."""
     info = {
         "platform": platform.platform(),
         "machine": platform.machine(),
@@ -32,6 +47,9 @@ def machine_fingerprint() -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "environment": {
+            name: os.environ[name] for name in TIMING_ENVIRONMENT if name in os.environ
+        },
     }
     try:
         import numpy

@@ -366,6 +366,7 @@ def to_markdown(doc: dict) -> str:
             f"* `{mhash[:8]}`: {fp.get('processor')} ({fp.get('cpu_count')} CPUs, "
             f"{fp.get('torch_threads')} torch threads), torch {fp.get('torch')}, "
             f"CUDA {fp.get('cuda')}"
+            + "".join(f", {k}={v}" for k, v in sorted((fp.get("environment") or {}).items()))
         )
     return "\n".join(lines) + "\n"
 

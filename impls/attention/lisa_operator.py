@@ -71,6 +71,7 @@ from impls.attention.lisa_validation import (
     check_query,
 )
 from impls.costs import Cost
+from reference.attention import check_finite
 
 __all__ = ["lisa_attention", "lisa_attention_cached", "effective_chunk_size"]
 
@@ -189,10 +190,21 @@ class _Counts:
 
 class _VectorScores:
     """Raw scores <q[n, b, l], Kc[b, w]>, written as (batch, B, W, C); ``scale`` is applied
-    by the scan (folded into its exponentials)."""
+    by the scan (folded into its exponentials).
 
-    def __init__(self, query: Tensor, key_codewords: Tensor, scale: float):
+    The query's finiteness is not tested up front (a separate pass over the (batch, B, L,
+    d) query, the largest input): every score of every position is formed by the scan,
+    and a NaN or Inf query entry makes its row's scores non-finite (inf * 0 and
+    inf - inf are NaN), which sends the chunk to the exact path; there
+    :meth:`check_inputs` tells a non-finite query from overflowing scores."""
+
+    def __init__(self, query: Tensor, key_codewords: Tensor, scale: float, name: str = "query"):
         self.query, self.key_codewords, self.scale = query, key_codewords, scale
+        self.name = name
+
+    def check_inputs(self, start: int, stop: int) -> None:
+        """ValueError naming the query if its positions start..stop hold NaN or Inf."""
+        check_finite(self.name, self.query[:, :, start:stop])
 
     def into(self, start: int, stop: int, out: Tensor) -> None:
         for n in range(out.shape[0]):
@@ -210,6 +222,9 @@ class _GivenScores:
 
     def __init__(self, scores: Callable[[int, int], Tensor]):
         self.scores = scores
+
+    def check_inputs(self, start: int, stop: int) -> None:
+        """Nothing: the tensors the scores are built from were checked up front."""
 
     def into(self, start: int, stop: int, out: Tensor) -> None:
         out.copy_(self.scores(start, stop).transpose(2, 3))
@@ -392,8 +407,11 @@ class _Scan:
             beyond = later.unsqueeze(-1) + self.rowlog[1 : size + 1].flip(0)  # later chunks
             log_hist = torch.logaddexp(log_hist, torch.logaddexp(within, beyond))
         empty = (log_hist == -torch.inf).all(2, keepdim=True)
-        if not bool((torch.isfinite(s) | empty).all()):
-            raise _scores_overflow(self.score_names, s.dtype)
+        finite = torch.isfinite(s)
+        if not bool(finite.all()):
+            self.scores.check_inputs(start, stop)  # a NaN / Inf input, even in an empty row
+            if not bool((finite | empty).all()):
+                raise _scores_overflow(self.score_names, s.dtype)
         s.add_(log_hist)
         log_norm = torch.logsumexp(s, dim=2)  # subtracts the row maximum
         s.sub_(log_norm.unsqueeze(2)).exp_().masked_fill_(empty, 0.0)
@@ -725,7 +743,7 @@ def lisa_attention(
             scale=scale,
             chunk_size=chunk_size,
         )
-    batch, books, length, dim = check_query("query", query)
+    batch, books, length, dim = check_query("query", query, finite=False)  # see _VectorScores
     words = check_codewords(key_codewords, value_codewords, books, dim, query)
     check_codes("key_codes", key_codes, (batch, books, length), words, query)
     check_padding_mask(key_padding_mask, batch, length, query.device)

@@ -15,8 +15,11 @@ from reference.attention import check_finite
 _SUM_TOLERANCE = {torch.float16: 1e-2, torch.bfloat16: 2e-2, torch.float32: 1e-4}
 
 
-def check_query(name: str, query: Tensor) -> tuple[int, int, int, int]:
-    """query: (batch, B, L, d) floating, finite, non-empty. Returns its shape."""
+def check_query(name: str, query: Tensor, *, finite: bool = True) -> tuple[int, int, int, int]:
+    """query: (batch, B, L, d) floating, non-empty and (``finite``) finite. Returns its
+    shape. ``finite=False`` leaves the finiteness test to a caller that screens every
+    entry anyway (the operator's scan: a NaN or Inf query makes its scores non-finite,
+    and the scan then names the query, see ``lisa_operator._VectorScores``)."""
     if not isinstance(query, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(query).__name__}")
     if query.dim() != 4:
@@ -27,7 +30,8 @@ def check_query(name: str, query: Tensor) -> tuple[int, int, int, int]:
         raise TypeError(f"{name} must be a floating-point tensor, got {query.dtype}")
     if query.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(query.shape)}); expected every dim >= 1")
-    check_finite(name, query)
+    if finite:
+        check_finite(name, query)
     return tuple(query.shape)  # type: ignore[return-value]
 
 

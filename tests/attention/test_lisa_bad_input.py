@@ -121,3 +121,36 @@ def test_cached_path_checks_its_own_arguments(case):
         lisa_attention_cached(case.query_codes, nan_at_first(case.query_codewords), **kw)
     with pytest.raises(TypeError, match="query_codewords must be a torch.Tensor"):
         lisa_attention_cached(case.query_codes, None, **kw)
+
+
+@pytest.mark.parametrize("exact", [False, True], ids=["fast-path", "exact-path"])
+@pytest.mark.parametrize("grad", [False, True], ids=["no-grad", "grad"])
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_query_is_named_even_in_a_row_that_sees_no_key(
+    case, monkeypatch, exact, grad, causal, value
+):
+    """The operator screens the query through its scores, not by a separate pass: a bad
+    entry must still be named, in any chunk, also where the row's histogram is empty
+    (its scores are never used): causal row 0 of an element whose first key is padded,
+    and every row of a fully padded element when bidirectional."""
+    import impls.attention.lisa_operator as operator
+
+    monkeypatch.setattr(operator, "_ALWAYS_EXACT", exact)
+    mask = torch.zeros(2, 6, dtype=torch.bool)
+    mask[0, :2] = True  # element 0: rows 0, 1 see no key when causal
+    if not causal:
+        mask[0] = True  # element 0 fully padded: no row sees a key
+    for position in (0, 4):
+        query = case.query.clone()
+        query[0, 1, position, 2] = value
+        query.requires_grad_(grad)
+        with pytest.raises(ValueError, match="query contains NaN or Inf"):
+            call(case, query=query, causal=causal, key_padding_mask=mask, chunk_size=2)
+
+
+def test_overflowing_scores_are_not_blamed_on_the_query(case):
+    """Finite inputs whose scores overflow float32 raise the overflow error, not the
+    query's."""
+    with pytest.raises(FloatingPointError, match="are not finite in torch.float32"):
+        call(case, query=case.query * 1e30, key_codewords=case.key_codewords * 1e30)
