@@ -198,13 +198,12 @@ class _VectorScores:
     inf - inf are NaN), which sends the chunk to the exact path; there
     :meth:`check_inputs` tells a non-finite query from overflowing scores."""
 
-    def __init__(self, query: Tensor, key_codewords: Tensor, scale: float, name: str = "query"):
+    def __init__(self, query: Tensor, key_codewords: Tensor, scale: float):
         self.query, self.key_codewords, self.scale = query, key_codewords, scale
-        self.name = name
 
     def check_inputs(self, start: int, stop: int) -> None:
         """ValueError naming the query if its positions start..stop hold NaN or Inf."""
-        check_finite(self.name, self.query[:, :, start:stop])
+        check_finite("query", self.query[:, :, start:stop])
 
     def into(self, start: int, stop: int, out: Tensor) -> None:
         for n in range(out.shape[0]):
