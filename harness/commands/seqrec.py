@@ -404,7 +404,7 @@ def register(subparsers) -> None:
         help="change one LISAConfig flag of --lisa-config (repeatable), e.g. "
         "query_code_gradient=true, soft_query=projected, soft_residual=false, "
         "regularizer=project, quantize_clean_input=false, reconstruction_residual=false, "
-        "quantized_targets=false, scale_targets=true",
+        "quantized_targets=false, scale_targets=true, item_init=normal",
     )
     parser.add_argument(
         "--seeds",

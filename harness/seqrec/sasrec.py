@@ -22,7 +22,8 @@ with padded rows zeroed and x_hat the layer's reconstruction of x::
 
 i.e. targets stay at the sequence's scale (not divided by sqrt(D)). Each of these is a
 separate flag (``quantize_clean_input``, ``reconstruction_residual``, ``quantized_targets``,
-``scale_targets``).
+``scale_targets``). The authors also initialise E Xavier-normal, standard deviation
+sqrt(2 / (n + 1 + D)) (``item_init="xavier"``), rather than N(0, 1/D).
 
 Scale: the sequence sees unit-variance entries (sqrt(D) E, as in the Transformer and
 SASRec), while scores use E itself, so that initial scores are O(1) (h is layer-normed).
@@ -210,8 +211,12 @@ class SASRec(nn.Module):
             raise ValueError("num_items, d_model and max_len must be >= 1")
         self.num_items, self.d_model, self.max_len = num_items, d_model, max_len
         self.item_emb = nn.Embedding(num_items + 1, d_model, padding_idx=0)
+        cfg = getattr(attention, "config", None)
         with torch.no_grad():
-            self.item_emb.weight.normal_(0.0, d_model**-0.5)
+            if cfg is not None and cfg.item_init == "xavier":
+                nn.init.xavier_normal_(self.item_emb.weight)  # std sqrt(2 / (n + 1 + D))
+            else:
+                self.item_emb.weight.normal_(0.0, d_model**-0.5)
             self.item_emb.weight[0].zero_()
         self.input_scale = d_model**0.5
         self.pos_emb = nn.Embedding(max_len, d_model)

@@ -56,6 +56,7 @@ __all__ = [
 
 AUTHORS_GAMMA = math.exp(-0.1)
 REGULARIZERS = ("authors", "project")
+ITEM_INITS = ("xavier", "normal")
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,11 @@ class LISAConfig:
             Soft never quantises targets.)
         scale_targets: target vectors are divided by sqrt(D), i.e. at E's scale (project),
             not left at the sequence's scale sqrt(D) E (authors).
+        item_init: the item embeddings E (n + 1, D): ``"xavier"`` (authors: Xavier-normal,
+            standard deviation sqrt(2 / (n + 1 + D))) or ``"normal"`` (project:
+            N(0, 1/D)). With ``scale_targets=False`` the initial scores have standard
+            deviation about sqrt(D) * std(E) * sqrt(D): ~3 on ML-1M with Xavier, ~sqrt(D)
+            with N(0, 1/D).
     """
 
     query_code_gradient: bool = False
@@ -94,10 +100,13 @@ class LISAConfig:
     reconstruction_residual: bool = True
     quantized_targets: bool = True
     scale_targets: bool = False
+    item_init: str = "xavier"
 
     def __post_init__(self):
         if self.soft_query not in ("code", "projected"):
             raise ValueError(f"soft_query must be 'code' or 'projected', got {self.soft_query!r}")
+        if self.item_init not in ITEM_INITS:
+            raise ValueError(f"item_init must be one of {ITEM_INITS}, got {self.item_init!r}")
         if self.regularizer not in REGULARIZERS:
             raise ValueError(f"regularizer must be one of {REGULARIZERS}, got {self.regularizer!r}")
         for field in dataclasses.fields(self):
@@ -115,6 +124,7 @@ PROJECT = LISAConfig(
     reconstruction_residual=False,
     quantized_targets=False,
     scale_targets=True,
+    item_init="normal",
 )
 LISA_CONFIGS = {"authors": AUTHORS, "project": PROJECT}
 

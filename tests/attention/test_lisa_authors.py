@@ -73,6 +73,8 @@ def test_presets_and_overrides():
         LISAConfig(soft_query="raw")
     with pytest.raises(ValueError, match="must be a bool"):
         LISAConfig(soft_residual="yes")
+    with pytest.raises(ValueError, match="item_init must be one of"):
+        LISAConfig(item_init="zeros")
     assert LISABase(4, num_codebooks=1, num_codewords=2).config == AUTHORS  # the default
 
 
@@ -236,19 +238,42 @@ def test_authors_wiring_quantises_the_clean_input_and_streams_the_reconstruction
 
 
 def test_authors_initial_scores_are_sqrt_d_times_larger():
-    """The authors' targets stay at the sequence's scale: with this project's N(0, 1/D)
-    embeddings the initial scores have standard deviation ~sqrt(D) (the project's ~1)."""
+    """The authors' targets stay at the sequence's scale: with N(0, 1/D) embeddings
+    (``item_init="normal"``) the initial scores have standard deviation ~sqrt(D) (the
+    project's ~1)."""
     seq = torch.randint(1, 401, (8, 12), generator=torch.Generator().manual_seed(2))
     cand = torch.randint(1, 401, (8, 12, 20), generator=torch.Generator().manual_seed(3))
     sd = {}
-    for config in ("authors", "project"):
+    for name, config in (
+        ("authors", lisa_config("authors", item_init="normal")),
+        ("project", "project"),
+    ):
         torch.manual_seed(0)
         layer = make_attention_layer("lisa-base", 128, lisa_config=config)
         model = SASRec(400, layer, d_model=128, max_len=12).eval()
         with torch.no_grad():
-            sd[config] = model.score(model(seq), cand).std().item()
+            sd[name] = model.score(model(seq), cand).std().item()
     assert 0.3 < sd["project"] < 3.0
     assert sd["authors"] > 4 * sd["project"], sd
+
+
+@pytest.mark.parametrize("method", ["lisa-base", "lisa-soft", "lisa-mini"])
+def test_authors_item_embeddings_are_xavier_normal(method):
+    """Authors: E (n + 1, D) ~ Xavier-normal, std sqrt(2 / (n + 1 + D)); project: N(0, 1/D);
+    the padding row is zero in both. Non-LISA layers always get N(0, 1/D)."""
+    n, d = 3000, 64
+    stds = {}
+    for config in ("authors", "project"):
+        torch.manual_seed(0)
+        model = SASRec(n, make_attention_layer(method, d, lisa_config=config), d_model=d, max_len=8)
+        weight = model.item_emb.weight.detach()
+        assert torch.count_nonzero(weight[0]) == 0
+        stds[config] = weight[1:].std().item()
+    assert stds["authors"] == pytest.approx(math.sqrt(2 / (n + 1 + d)), rel=0.03)
+    assert stds["project"] == pytest.approx(d**-0.5, rel=0.03)
+    torch.manual_seed(0)
+    peer = SASRec(n, make_attention_layer("sdpa", d, lisa_config="authors"), d_model=d, max_len=8)
+    assert peer.item_emb.weight[1:].std().item() == pytest.approx(d**-0.5, rel=0.03)
 
 
 def test_seqrec_command_records_the_lisa_configuration(tmp_path, capsys):
