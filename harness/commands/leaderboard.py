@@ -51,6 +51,12 @@ def _config(args):
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, value)
+    if args.no_long_history:
+        cfg.long_history_len = None
+    elif args.long_history_len is not None:
+        cfg.long_history_len = args.long_history_len
+    if args.long_history_epochs is not None:
+        cfg.long_history_epochs = args.long_history_epochs
     return cfg
 
 
@@ -67,7 +73,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: --merge: {exc}", file=sys.stderr)
             return 2
     else:
-        for flag in ("repeats", "seqrec_dim", "max_len", "epochs", "synthetic_users", "mqar_steps"):
+        for flag in (
+            "repeats",
+            "seqrec_dim",
+            "max_len",
+            "epochs",
+            "synthetic_users",
+            "mqar_steps",
+            "long_history_epochs",
+        ):
             value = getattr(args, flag)
             if value is not None and value < 1:
                 print(
@@ -211,6 +225,22 @@ def register(subparsers) -> None:
         "--mqar-steps", type=int, default=None, help="associative-recall training steps (300)"
     )
     parser.add_argument("--no-mqar", action="store_true", help="leave out the MQAR column")
+    parser.add_argument(
+        "--long-history-len",
+        type=int,
+        default=None,
+        help="long-history columns: the downstream model again with this window (must exceed "
+        "--max-len; default: off with --quick, 1000 without)",
+    )
+    parser.add_argument(
+        "--long-history-epochs",
+        type=int,
+        default=None,
+        help="training epochs of the long-history run (5 with --quick, 25 without)",
+    )
+    parser.add_argument(
+        "--no-long-history", action="store_true", help="leave out the long-history columns"
+    )
     parser.add_argument(
         "--synthetic-users",
         type=int,

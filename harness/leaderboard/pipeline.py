@@ -34,6 +34,10 @@
    (``mqar_steps`` training steps, the first seed), for causal methods and the LISA
    layers: the long-range column, which separates methods that the downstream scores
    tie (``mqar_lengths=()`` leaves it out).
+7. **long history**: the downstream model again with the window widened to
+   ``long_history_len`` (``long_history_epochs`` epochs, the first seed): quality and
+   epoch time where a linear-time method's cost advantage is real (off in the quick
+   preset; 1,000 on the full board's ML-1M).
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +93,8 @@ class LeaderboardConfig:
     seeds: tuple[int, ...] = (0,)
     mqar_lengths: tuple[int, ...] = (256,)
     mqar_steps: int = 300
+    long_history_len: int | None = None
+    long_history_epochs: int = 5
     synthetic_users: int = 600
     synthetic_items: int = 300
     conformance_timeout_s: float = 900.0
@@ -109,6 +115,8 @@ class LeaderboardConfig:
             seqrec_epochs=200,
             seqrec_patience=5,
             mqar_lengths=(256, 1024),
+            long_history_len=1000,
+            long_history_epochs=25,
         )
 
     def speed_grid(self) -> Grid:
@@ -141,6 +149,17 @@ class LeaderboardConfig:
             )
         if int(self.mqar_steps) < 1:
             raise ValueError(f"mqar_steps must be >= 1, got {self.mqar_steps!r}")
+        if self.long_history_len is not None and (
+            isinstance(self.long_history_len, bool)
+            or not isinstance(self.long_history_len, int)
+            or self.long_history_len <= self.seqrec_max_len
+        ):
+            raise ValueError(
+                f"long_history_len must be None or an int > seqrec_max_len "
+                f"({self.seqrec_max_len}), got {self.long_history_len!r}"
+            )
+        if int(self.long_history_epochs) < 1:
+            raise ValueError(f"long_history_epochs must be >= 1, got {self.long_history_epochs!r}")
 
 
 # --------------------------------------------------------------------------------------
@@ -484,6 +503,22 @@ def stage_downstream(name: str, cfg: LeaderboardConfig, plugins, progress: bool)
     """(worker) :func:`_downstream` on the configured data set (loaded once per worker)."""
     task = load_leaderboard_task(cfg)
     return _downstream(name, task, cfg, plugins, progress)
+
+
+def stage_long_history(name: str, cfg: LeaderboardConfig, plugins, progress: bool) -> dict:
+    """(worker) :func:`_downstream` with the window widened to ``cfg.long_history_len``,
+    ``cfg.long_history_epochs`` epochs and the first seed; the result also names
+    ``max_len`` and ``epochs``."""
+    task = load_leaderboard_task(cfg)
+    wide = replace(
+        cfg,
+        seqrec_max_len=cfg.long_history_len,
+        seqrec_epochs=cfg.long_history_epochs,
+        seeds=tuple(cfg.seeds[:1]),
+    )
+    out = _downstream(name, task, wide, plugins, progress)
+    out.update(max_len=cfg.long_history_len, epochs=cfg.long_history_epochs)
+    return out
 
 
 def stage_mqar(name: str, cfg: LeaderboardConfig, plugins: Sequence[str]) -> dict:
@@ -875,6 +910,20 @@ def _method_row(
             row["mqar"] = outcome.value
         else:
             row["notes"].append(f"mqar {row['stages']['mqar']}")
+    # 7. long history
+    row["long_history"] = None
+    if cfg.long_history_len and usable and (info is None or info["causal"]):
+        say(f"[{name}] long history: window {cfg.long_history_len} on {task.data.name}")
+        outcome = runner.call(stage_long_history, name, cfg, submitted, progress)
+        row["stage_seconds"]["long_history"] = round(outcome.seconds, 3)
+        stage = "ok" if outcome.ok else _first_line(outcome)
+        if outcome.ok and outcome.value.get("status", "ok") != "ok":
+            stage = outcome.value["status"]
+        row["stages"]["long_history"] = stage
+        if stage == "ok":
+            row["long_history"] = outcome.value
+        else:
+            row["notes"].append(f"long history {stage}")
     bad = [s for s in row["stages"].values() if s != "ok"]
     failed_conf = row["conformance"]["status"] not in ("passed", "n/a", "not-run", "skipped")
     row["status"] = "failed" if bad or failed_conf else "ok"

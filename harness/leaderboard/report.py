@@ -95,6 +95,8 @@ COLUMNS = (
     ("ndcg10", "NDCG@10", "high"),
     ("hr10", "HR@10", "high"),
     ("mqar", "MQAR accuracy", "high"),
+    ("long_ndcg", "NDCG@10, long history", "high"),
+    ("long_time", "epoch time / SDPA, long history", "low"),
     ("speedup", "speed-up vs SDPA", "high"),
     ("mem_ratio", "memory / SDPA", "low"),
     ("pareto", "Pareto", "high"),
@@ -161,6 +163,33 @@ def _mqar_cell(row: dict) -> Cell:
         f"{mqar.get('steps')} steps, seed {mqar.get('seed')}"
     )
     return Cell(f"{a:.3f} @ L={n}", a, title)
+
+
+def _long_history_cells(row: dict, sdpa: dict | None) -> tuple[Cell, Cell]:
+    """(NDCG@10, epoch time / SDPA's) of the long-history run; the ratio only when the
+    document's ``sdpa`` row ran the same window, else ``-`` with the reason."""
+    long = row.get("long_history") or {}
+    ndcg = finite(long.get("NDCG@10"))
+    if ndcg is None:
+        stage = (row.get("stages") or {}).get("long_history")
+        why = f"long-history stage: {stage}" if stage and stage != "ok" else "not run"
+        return Cell("-", None, why), Cell("-", None, why)
+    n = long.get("max_len")
+    title = (
+        f"window {n}, {long.get('epochs')} epochs, seed {(long.get('seeds') or ['?'])[0]}; "
+        f"HR@10 {finite(long.get('HR@10')) or 0:.4f}; epoch time "
+        f"{finite(long.get('epoch_time_s')) or 0:.2f} s"
+    )
+    quality = Cell(f"{ndcg:.{QUALITY_DIGITS}f} @ L={n}", ndcg, title)
+    mine = finite(long.get("epoch_time_s"))
+    ref = (sdpa or {}).get("long_history") or {}
+    theirs = finite(ref.get("epoch_time_s"))
+    if mine is None or theirs is None or theirs <= 0 or ref.get("max_len") != n:
+        return quality, Cell("-", None, "no SDPA long-history run with this window to compare")
+    ratio = mine / theirs
+    return quality, Cell(
+        f"{ratio:.2f}", ratio, f"{mine:.2f} s per epoch against SDPA's {theirs:.2f} s (window {n})"
+    )
 
 
 def _exponent_cell(speed: dict, field: str, values_key: str) -> Cell:
@@ -255,8 +284,10 @@ def table_rows(doc: dict) -> list[dict[str, Cell]]:
     for r in doc["rows"]:
         if r.get("shared_rank") == r.get("rank"):
             leaders.setdefault(r.get("shared_rank"), r["method"])
+    sdpa = next((r for r in doc["rows"] if r["method"] == "sdpa"), None)
     out = []
     for r in doc["rows"]:
+        long_ndcg, long_time = _long_history_cells(r, sdpa)
         speed = r.get("speed") or {}
         down = r.get("downstream") or {}
         err = r.get("error") or {}
@@ -279,6 +310,8 @@ def table_rows(doc: dict) -> list[dict[str, Cell]]:
             "hr10": _quality_cell(down, "HR@10"),
             "ndcg10": _quality_cell(down, "NDCG@10"),
             "mqar": _mqar_cell(r),
+            "long_ndcg": long_ndcg,
+            "long_time": long_time,
             "epoch_s": _num(down.get("epoch_time_s"), "{:.2f}"),
             "pareto": Cell("yes" if r.get("pareto") else "", 1 if r.get("pareto") else 0),
         }

@@ -198,3 +198,35 @@ def test_mqar_settings_are_checked_and_the_cell_shows_the_longest_length():
     assert "L=256: 0.900" in cell.title and "chance 0.031" in cell.title
     missing = _mqar_cell({"mqar": None, "stages": {"mqar": "timeout after 3 s"}})
     assert missing.text == "-" and missing.sort is None and "timeout" in missing.title
+
+
+def test_long_history_settings_are_checked_and_the_cells_compare_with_sdpa():
+    from harness.leaderboard.report import _long_history_cells
+
+    assert LeaderboardConfig().long_history_len is None  # off in the quick preset
+    full = LeaderboardConfig.full()
+    assert full.long_history_len == 1000 > full.seqrec_max_len
+    full.check()
+    for bad in (40, 10, True, 64.0):  # not wider than the quick window of 40, or not an int
+        with pytest.raises(ValueError, match="long_history_len"):
+            LeaderboardConfig(long_history_len=bad).check()
+    with pytest.raises(ValueError, match="long_history_epochs"):
+        LeaderboardConfig(long_history_len=64, long_history_epochs=0).check()
+
+    def row(method, ndcg, epoch_s, max_len=1000):
+        long = {"NDCG@10": ndcg, "HR@10": 0.45, "epoch_time_s": epoch_s, "max_len": max_len,
+                "epochs": 25, "seeds": [0]}  # fmt: skip
+        return {"method": method, "long_history": long}
+
+    sdpa = row("sdpa", 0.2465, 427.0)
+    quality, time = _long_history_cells(row("linear", 0.2449, 272.0), sdpa)
+    assert quality.text == "0.2449 @ L=1000" and quality.sort == 0.2449
+    assert time.text == "0.64" and time.sort == pytest.approx(272 / 427)
+    assert "window 1000" in quality.title and "427.00" in time.title
+    _, other_window = _long_history_cells(row("linear", 0.2, 50.0, max_len=500), sdpa)
+    assert other_window.text == "-" and other_window.sort is None
+    _, no_sdpa = _long_history_cells(row("linear", 0.2, 50.0), None)
+    assert no_sdpa.text == "-"
+    failed = {"long_history": None, "stages": {"long_history": "timeout after 9 s"}}
+    assert all(c.text == "-" and "timeout" in c.title for c in _long_history_cells(failed, sdpa))
+    assert _long_history_cells({"long_history": None}, sdpa)[0].title == "not run"

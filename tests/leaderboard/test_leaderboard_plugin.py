@@ -36,6 +36,7 @@ def test_leaderboard_runs_an_external_plugin_and_gates_a_broken_one(tmp_path):
         "--epochs", "2", "--seqrec-dim", "8", "--max-len", "10",
         "--synthetic-users", "120", "--synthetic-items", "130",
         "--mqar-lengths", "32", "--mqar-steps", "3",
+        "--long-history-len", "16", "--long-history-epochs", "1",
         "--no-progress", "--output-dir", str(out),
     ]  # fmt: skip
     done = subprocess.run(
@@ -64,13 +65,20 @@ def test_leaderboard_runs_an_external_plugin_and_gates_a_broken_one(tmp_path):
     # the long-range column: MQAR accuracy of the fixed model with this attention
     assert good["mqar"]["lengths"] == [32] and good["mqar"]["steps"] == 3
     assert 0.0 <= good["mqar"]["accuracy"][0] <= 1.0 and good["mqar"]["chance"] > 0
+    # the long-history columns: the model again with the window widened from 10 to 16
+    for long in (good["long_history"], rows["sdpa"]["long_history"]):
+        assert long["max_len"] == 16 and long["epochs"] == 1 and long["seeds"] == [0]
+        assert 0.0 <= long["NDCG@10"] <= 1.0 and long["epoch_time_s"] > 0
+    assert bad["long_history"] is None
     assert any("causal" in f for f in bad["conformance"]["failures"])  # the reason, not a name
     assert good["status"] == "ok" and rows["sdpa"]["status"] == "ok"
     assert bad["rank"] == 3  # below every conformant method, whatever its quality
     assert rows["sdpa"]["speed"]["time_ratio"] == [1.0, 1.0]
     assert doc["data_checksums"]["synthetic"] == good["data_checksum"]
     assert "example_softmax" in (out / "leaderboard.md").read_text()
-    assert "MQAR accuracy" in (out / "leaderboard.md").read_text()
+    board = (out / "leaderboard.md").read_text()
+    assert "MQAR accuracy" in board and "epoch time / SDPA, long history" in board
+    assert "@ L=16" in board
     assert 'data-method="example_softmax"' in (out / "leaderboard.html").read_text()
 
 
