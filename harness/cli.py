@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "harness.commands.graph",
     "harness.commands.fetch_data",
     "harness.commands.seqrec",
+    "harness.commands.seqrec_table",
     "harness.commands.leaderboard",
     "harness.commands.conformance",
     "harness.commands.gpu_run",
