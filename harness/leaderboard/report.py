@@ -410,6 +410,8 @@ def to_markdown(doc: dict) -> str:
 # LeaderboardConfig fields whose command-line option has another name
 _DESTS = {"seqrec_max_len": "max_len", "seqrec_epochs": "epochs", "stage_timeout_s": "timeout"}
 _NOT_SETTINGS = ("quick", "methods", "plugins")
+# settings whose empty value means "column left out", and the flag that says so
+_SWITCHED_OFF = {"mqar_lengths": "--no-mqar", "long_history_len": "--no-long-history"}
 
 
 def _arg(value) -> str:
@@ -482,7 +484,10 @@ def reproduce_command(doc: dict, row: dict) -> tuple[str, list[str]]:
         if key in _NOT_SETTINGS:
             continue
         option = options.get(_DESTS.get(key, key))
-        if option is not None and option[1] and value is not None:
+        if key in _SWITCHED_OFF and value in (None, [], ()):
+            if preset is None or not _same(preset.get(key), value):
+                parts.append(_SWITCHED_OFF[key])  # a column left out
+        elif option is not None and option[1] and value is not None:
             values = value if isinstance(value, list | tuple) else [value]
             parts += [option[0], *(_arg(v) for v in values)]
         elif preset is None or key not in preset or not _same(preset[key], value):

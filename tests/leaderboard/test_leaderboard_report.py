@@ -266,6 +266,17 @@ def test_the_reproduce_command_rebuilds_the_configuration(board):
     assert any("budget_s=1.5" in n for n in notes)
     _, notes = reproduce_command({**doc, "configs": {}}, doc["rows"][0])
     assert "not in this document" in notes[0]
+    # a full-board row with both optional columns left out says so with their flags
+    from harness.leaderboard.pipeline import LeaderboardConfig
+
+    full = {**asdict(LeaderboardConfig.full()), "long_history_len": None, "mqar_lengths": []}
+    text, notes = reproduce_command(
+        {"configs": {"h": full}}, {"method": "linear", "config_hash": "h"}
+    )
+    assert "--no-long-history" in text and "--no-mqar" in text and notes == []
+    rebuilt = asdict(command._config(parser.parse_args(shlex.split(text)[3:])))
+    assert rebuilt["long_history_len"] is None and rebuilt["mqar_lengths"] == ()
+    assert rebuilt["long_history_epochs"] == 25 and rebuilt["quick"] is False
 
 
 # --------------------------------------------------------------------------------------
