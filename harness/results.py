@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import torch
 
 __all__ = [
     "machine_fingerprint",
+    "source_revision",
     "config_hash",
     "write_bytes_atomic",
     "write_json_atomic",
@@ -58,6 +60,36 @@ def machine_fingerprint() -> dict:
     except ImportError:  # pragma: no cover - numpy is a dependency
         pass
     return info
+
+
+def source_revision() -> dict:
+    """Which code produced a result: ``{"version", "commit", "dirty"}``. ``version`` is the
+    installed lisa-bench distribution's (None if not installed); ``commit`` the git HEAD of
+    the checkout the ``harness`` package is imported from and ``dirty`` whether that
+    checkout has uncommitted changes (both None outside a git checkout, or without git)."""
+    import importlib.metadata
+
+    try:
+        version = importlib.metadata.version("lisa-bench")
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    root = Path(__file__).resolve().parents[1]
+    commit = dirty = None
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+        if head.returncode == 0:
+            commit = head.stdout.strip()
+            status = subprocess.run(
+                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True, text=True, timeout=10,
+            )  # fmt: skip
+            dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"version": version, "commit": commit, "dirty": dirty}
 
 
 def _cpu_model() -> str:

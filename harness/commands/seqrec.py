@@ -176,7 +176,7 @@ def _load_task(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from harness.results import write_json_atomic
+    from harness.results import machine_fingerprint, source_revision, write_json_atomic
     from harness.seqrec.sasrec import canonical_method
     from harness.seqrec.statistics import mean_interval
     from harness.seqrec.training import TrainConfig, train_and_evaluate, with_negatives
@@ -311,6 +311,11 @@ def run(args: argparse.Namespace) -> int:
         _print_baselines(baselines, protocol, canonical_method(args.method), mean_hr10)
     if args.output:
         result = {"runs": records, "protocol": protocol, "baselines": baselines}
+        result["provenance"] = {
+            "options": {k: v for k, v in vars(args).items() if k != "func"},
+            "machine": machine_fingerprint(),
+            "source": source_revision(),
+        }
         if summary is not None:
             result["summary"] = summary
         write_json_atomic(args.output, json.loads(json.dumps(result, default=str)))

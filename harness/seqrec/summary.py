@@ -50,8 +50,9 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[list[dict], dict]:
         runs = doc.get("runs") if isinstance(doc, dict) else None
         if not isinstance(runs, list) or not runs:
             raise ValueError(f"{path}: expected a `seqrec --output` file with a 'runs' list")
+        source = (doc.get("provenance") or {}).get("source") or {}
         for run in runs:
-            records.append({**run, "file": str(path)})
+            records.append({**run, "file": str(path), "commit": source.get("commit")})
         found = doc.get("baselines") or {}
         if found and not baselines:
             baselines, first = found, path
@@ -140,7 +141,8 @@ def summarise(records: Sequence[dict], reference: str = "sdpa") -> dict:
                     row["paired"][metric] = paired_difference(mine, theirs).as_dict()
         rows.append(row)
     rows.sort(key=lambda r: -(r["NDCG@10"]["mean"] if "NDCG@10" in r else -1.0))
-    return {"protocol": protocol, "reference": reference, "rows": rows}
+    commits = sorted({str(r.get("commit"))[:12] for r in records if r.get("commit")})
+    return {"protocol": protocol, "reference": reference, "rows": rows, "commits": commits}
 
 
 def _interval(cell: dict) -> str:
@@ -204,4 +206,6 @@ def format_markdown(summary: dict, baselines: dict | None = None) -> str:
         "Student-t over the seeds; paired: the mean per-seed difference from "
         f"{ref} on the seeds both ran, 'within noise' when its interval contains 0.",
     ]
+    if summary.get("commits"):
+        lines[-1] += f" Code: {', '.join(summary['commits'])}."
     return "\n".join(lines) + "\n"

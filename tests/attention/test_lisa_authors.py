@@ -292,8 +292,13 @@ def test_seqrec_command_records_the_lisa_configuration(tmp_path, capsys):
     ]  # fmt: skip
     assert main(args) == 0
     assert "LISA config project with soft_query=code" in capsys.readouterr().out
-    run = json.loads(out.read_text())["runs"][0]
+    doc = json.loads(out.read_text())
+    run = doc["runs"][0]
     assert run["config"]["lisa_config"] == "project"
+    provenance = doc["provenance"]  # what produced the file: options, machine, code
+    assert provenance["options"]["lisa_set"] == ["soft_query=code"]
+    assert provenance["machine"]["torch"] == torch.__version__
+    assert set(provenance["source"]) == {"version", "commit", "dirty"}
     assert run["config"]["lisa_options"] == {"soft_query": "code"}
     assert run["lisa_config"] == {**dataclasses.asdict(PROJECT), "soft_query": "code"}
     assert main([*args[:-4], "--lisa-set", "nope=1"]) == 2

@@ -19,3 +19,21 @@ def test_fingerprint_environment_is_empty_when_nothing_is_set(monkeypatch):
     for name in TIMING_ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
     assert machine_fingerprint()["environment"] == {}
+
+
+def test_source_revision_names_the_checkout_commit(tmp_path, monkeypatch):
+    import subprocess
+    from pathlib import Path
+
+    from harness.results import source_revision
+
+    found = source_revision()
+    root = Path(__file__).resolve().parents[2]
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True)
+    if head.returncode == 0:  # a git checkout: the commit is HEAD's
+        assert found["commit"] == head.stdout.decode().strip()
+        assert isinstance(found["dirty"], bool)
+    else:
+        assert found["commit"] is None and found["dirty"] is None
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git at all: None, not an error
+    assert source_revision()["commit"] is None

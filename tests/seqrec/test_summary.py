@@ -29,7 +29,9 @@ def _record(method, seed, ndcg, *, lisa=None, status="ok", **config):
 
 def _write(tmp_path, name, *records, baselines=BASELINES):
     path = tmp_path / name
-    path.write_text(json.dumps({"runs": list(records), "baselines": baselines}))
+    source = {"commit": "0123456789abcdef", "dirty": False, "version": "0.1"}
+    doc = {"runs": list(records), "baselines": baselines, "provenance": {"source": source}}
+    path.write_text(json.dumps(doc))
     return path
 
 
@@ -61,7 +63,7 @@ def test_means_intervals_and_paired_verdicts(tmp_path):
     text = format_markdown(summary, baselines)
     assert "| good | 0,1,2 |" in text and ", better |" in text and ", within noise |" in text
     assert "(1 shared seed)" in text and "| popularity (model-free) | - | 0.5000 |" in text
-    assert "window 10" in text
+    assert "window 10" in text and "Code: 0123456789ab." in text
 
 
 def test_lisa_flags_label_the_row_and_failed_runs_are_not_counted(tmp_path):
