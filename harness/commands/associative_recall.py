@@ -6,7 +6,10 @@ length, evaluates exact-match accuracy on a held-out seeded set, prints a table 
 accuracy by L (rows methods, columns L) and writes every row (status ok / skipped / error,
 accuracy, final loss, train seconds, settings) as JSON to ``--output``. A method that
 cannot attend causally here (linformer, CUDA-only methods on a CPU) is a skipped row with
-the registry's reason; one that raises is an error row and the grid goes on.
+the registry's reason. Each row trains in an isolated worker process: a method that
+raises, returns NaN, hangs past ``--timeout`` (default 4 h per row), aborts the
+interpreter or allocates past ``--memory-cap-gb`` is a row with that status, and the grid
+goes on.
 """
 
 from __future__ import annotations
@@ -14,8 +17,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from harness.runner.cli import add_isolation_arguments
+
 
 def run(args: argparse.Namespace) -> int:
+    from harness.runner.cli import limits_from_args
+    from harness.runner.isolation import IsolatedRunner
     from harness.tasks.associative_recall import format_table, run_grid
 
     def progress(row: dict) -> None:
@@ -29,27 +36,34 @@ def run(args: argparse.Namespace) -> int:
         print(f"{row['method']:>14} L={row['length']:<6} {text}", file=sys.stderr, flush=True)
 
     try:
-        rows = run_grid(
-            args.methods,
-            args.lengths,
-            output=args.output,
-            progress=progress,
-            num_pairs=args.num_pairs,
-            vocab_size=args.vocab_size,
-            steps=args.steps,
-            batch=args.batch,
-            dim=args.dim,
-            heads=args.heads,
-            lr=args.lr,
-            eval_examples=args.eval_examples,
-            seed=args.seed,
-        )
+        limits = limits_from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with IsolatedRunner(limits) as runner:
+            rows = run_grid(
+                args.methods,
+                args.lengths,
+                output=args.output,
+                progress=progress,
+                runner=runner,
+                num_pairs=args.num_pairs,
+                vocab_size=args.vocab_size,
+                steps=args.steps,
+                batch=args.batch,
+                dim=args.dim,
+                heads=args.heads,
+                lr=args.lr,
+                eval_examples=args.eval_examples,
+                seed=args.seed,
+            )
     except ValueError as exc:  # bad task settings (e.g. length < 4 * num_pairs)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_table(rows))
     print(f"wrote {args.output}")
-    return 1 if any(r["status"] == "error" for r in rows) else 0
+    return 1 if any(r["status"] not in ("ok", "skipped") for r in rows) else 0
 
 
 # (flag, type, help) of the task's numeric settings; defaults come from DEFAULTS.
@@ -96,4 +110,5 @@ def register(subparsers) -> None:
             flag, type=kind, default=DEFAULTS[key], help=f"{text} (default: %(default)s)"
         )
     parser.add_argument("--output", default="results/mqar.json", help="JSON file to write")
+    add_isolation_arguments(parser, timeout_s=4 * 3600.0)
     parser.set_defaults(func=run)

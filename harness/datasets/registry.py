@@ -1,5 +1,5 @@
 """Data sets registered by installed packages, through the ``lisa_bench.datasets``
-entry-point group (as methods are, through ``lisa_bench.methods``).
+entry-point group (as methods are, through ``lisa_bench.attention``).
 
 A package declares, in its ``pyproject.toml``::
 

@@ -390,7 +390,8 @@ def train_and_evaluate(
     Returns a dict: ``accuracy`` (fraction of held-out query positions predicted exactly),
     ``chance`` (1 / number of value tokens), ``final_loss`` (mean cross-entropy over the
     last min(20, steps) steps), ``train_seconds``, ``eval_seconds`` and the settings.
-    Raises whatever the method raises (:func:`run_grid` turns that into an error row)."""
+    Raises whatever the method raises, and FloatingPointError when the training loss or an
+    evaluation logit is not finite (:func:`run_grid` turns either into an error row)."""
     spec = _spec(method)
     _check_int("steps", steps, 1)
     _check_int("batch", batch, 1)
@@ -440,6 +441,10 @@ def train_and_evaluate(
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
         extra = model.regularizer()
         objective = loss if extra is None else loss + extra
+        if not bool(torch.isfinite(objective)):  # never a score from a diverged model
+            raise FloatingPointError(
+                f"{spec.name}: training loss is {objective.item()} at step {step} (L={length})"
+            )
         optimiser.zero_grad(set_to_none=True)
         objective.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -458,7 +463,12 @@ def train_and_evaluate(
         for lo in range(0, eval_examples, batch):
             x, y = inputs[lo : lo + batch], targets[lo : lo + batch]
             asked = y != IGNORE
-            correct += int((model(x).argmax(-1)[asked] == y[asked]).sum())
+            logits = model(x)
+            if not bool(torch.isfinite(logits[asked]).all()):
+                raise FloatingPointError(
+                    f"{spec.name}: non-finite logits in evaluation (L={length})"
+                )
+            correct += int((logits.argmax(-1)[asked] == y[asked]).sum())
             total += int(asked.sum())
     tail = losses[-min(20, steps) :]
     return {
@@ -488,17 +498,22 @@ def run_grid(
     *,
     output: str | Path | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    runner: Any = None,
     **settings: Any,
 ) -> list[dict[str, Any]]:
     """One row per (method, length): ``status`` "ok" (with :func:`train_and_evaluate`'s
     fields), "skipped" (``reason``: the registry's, e.g. bidirectional only, CUDA only) or
     "error" (``error``: "ExceptionType: message" of whatever the method raised). A method
     name the registry does not know is an error row too. ``settings`` go to
-    :func:`train_and_evaluate`. With ``output``, the rows and settings are written as JSON
-    (``harness.results.write_json_atomic``) after every row, so an interrupted grid keeps
-    what it finished; ``progress(row)`` is called after every row. Task settings that
-    :func:`make_mqar` refuses (e.g. a length < 4 * num_pairs) raise its ValueError before
-    anything is trained."""
+    :func:`train_and_evaluate`. With ``runner`` (a ``harness.runner.isolation
+    .IsolatedRunner``), each row trains in its worker process: a method that hangs past
+    the runner's timeout, aborts the interpreter or exceeds its memory cap is a row with
+    status "timeout" / "crashed" / "error" (``error``: the runner's message) and the grid
+    goes on; without one, rows train in this process. With ``output``, the rows and
+    settings are written as JSON (``harness.results.write_json_atomic``) after every row,
+    so an interrupted grid keeps what it finished; ``progress(row)`` is called after every
+    row. Task settings that :func:`make_mqar` refuses (e.g. a length < 4 * num_pairs)
+    raise its ValueError before anything is trained."""
     merged = {**DEFAULTS, **settings}
     for length in lengths:  # bad task settings fail before any training
         make_mqar(1, length, merged["num_pairs"], merged["vocab_size"], merged["seed"])
@@ -519,6 +534,15 @@ def run_grid(
                 row |= {"status": "error", "error": error}
             elif reason is not None:
                 row |= {"status": "skipped", "reason": reason}
+            elif runner is not None:
+                # a name travels to the worker, which resolves it itself (a spec's factory
+                # may not pickle); a spec given as an object is sent as it is
+                target = method if isinstance(method, str) else spec
+                outcome = runner.call(train_and_evaluate, target, length, **settings)
+                if outcome.ok:
+                    row |= {"status": "ok", **outcome.value}
+                else:  # raised, hung, aborted or ran out of memory in the worker
+                    row |= {"status": outcome.status, "error": outcome.message}
             else:
                 try:
                     row |= {"status": "ok", **train_and_evaluate(spec, length, **settings)}
@@ -553,7 +577,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
             elif r["status"] == "ok":
                 text = f"{r['accuracy']:.3f}"
             else:
-                text = "skip" if r["status"] == "skipped" else "error"
+                text = {"skipped": "skip", "error": "error"}.get(r["status"], r["status"])
                 notes.setdefault(m, f"{r['status']}: {r.get('reason') or r.get('error')}")
             out += f"{text:>10}"
         lines.append(out)

@@ -205,3 +205,25 @@ def test_lisa_layer_row_in_the_grid():
     )
     assert row["status"] == "ok" and row["method"] == "lisa-soft"
     assert 0.0 <= row["accuracy"] <= 1.0 and row["final_loss"] > 0
+
+
+def test_grid_rows_survive_a_hang_and_a_nan_in_the_worker(monkeypatch):
+    """Run through the isolated worker, a method that hangs is a timeout row and one that
+    returns NaN an error row (never an accuracy); the grid goes on to the next method."""
+    from pathlib import Path
+
+    from harness.runner.isolation import IsolatedRunner, Limits
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "runner"))
+    methods = ["misbehaving_methods:HANGS", "misbehaving_methods:RETURNS_NAN", "sdpa"]
+    tiny = dict(steps=2, num_pairs=2, vocab_size=16, batch=4, dim=16, eval_examples=8)
+    with IsolatedRunner(Limits(timeout_s=20)) as runner:
+        rows = ar.run_grid(methods, [16], runner=runner, **tiny)
+    by_method = {r["method"]: r for r in rows}
+    hung, nan = by_method[methods[0]], by_method[methods[1]]
+    assert hung["status"] == "timeout" and "accuracy" not in hung
+    assert nan["status"] == "error" and "FloatingPointError" in nan["error"]
+    assert "not finite" in nan["error"] or "nan" in nan["error"]
+    assert "accuracy" not in nan and by_method["sdpa"]["status"] == "ok"
+    table = ar.format_table(rows)
+    assert "timeout" in table and "error" in table
