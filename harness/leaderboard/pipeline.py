@@ -155,8 +155,8 @@ class LeaderboardConfig:
             or self.long_history_len <= self.seqrec_max_len
         ):
             raise ValueError(
-                f"long_history_len must be None or an int > seqrec_max_len "
-                f"({self.seqrec_max_len}), got {self.long_history_len!r}"
+                f"long_history_len (--long-history-len) must be None or an int wider than "
+                f"seqrec_max_len (--max-len, {self.seqrec_max_len}), got {self.long_history_len!r}"
             )
         if int(self.long_history_epochs) < 1:
             raise ValueError(f"long_history_epochs must be >= 1, got {self.long_history_epochs!r}")
