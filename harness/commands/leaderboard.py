@@ -44,6 +44,8 @@ def _config(args):
         "seeds": tuple(args.seeds) if args.seeds else None,
         "mqar_lengths": () if args.no_mqar else (tuple(args.mqar_lengths) or None),
         "mqar_steps": args.mqar_steps,
+        "long_history_len": args.long_history_len,
+        "long_history_epochs": args.long_history_epochs,
         "synthetic_users": args.synthetic_users,
         "synthetic_items": args.synthetic_items,
         "threads": args.threads,
@@ -53,10 +55,6 @@ def _config(args):
             setattr(cfg, key, value)
     if args.no_long_history:
         cfg.long_history_len = None
-    elif args.long_history_len is not None:
-        cfg.long_history_len = args.long_history_len
-    if args.long_history_epochs is not None:
-        cfg.long_history_epochs = args.long_history_epochs
     return cfg
 
 

@@ -506,17 +506,16 @@ def stage_downstream(name: str, cfg: LeaderboardConfig, plugins, progress: bool)
 
 
 def stage_long_history(name: str, cfg: LeaderboardConfig, plugins, progress: bool) -> dict:
-    """(worker) :func:`_downstream` with the window widened to ``cfg.long_history_len``,
-    ``cfg.long_history_epochs`` epochs and the first seed; the result also names
-    ``max_len`` and ``epochs``."""
-    task = load_leaderboard_task(cfg)
+    """(worker) :func:`stage_downstream` with the window widened to
+    ``cfg.long_history_len``, ``cfg.long_history_epochs`` epochs and the first seed; the
+    result also names ``max_len`` and ``epochs``."""
     wide = replace(
         cfg,
         seqrec_max_len=cfg.long_history_len,
         seqrec_epochs=cfg.long_history_epochs,
         seeds=tuple(cfg.seeds[:1]),
     )
-    out = _downstream(name, task, wide, plugins, progress)
+    out = stage_downstream(name, wide, plugins, progress)
     out.update(max_len=cfg.long_history_len, epochs=cfg.long_history_epochs)
     return out
 
@@ -801,6 +800,21 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _record_training_stage(row: dict, key: str, outcome) -> None:
+    """A downstream-style stage's outcome into ``row``: its value under ``key`` when the
+    call and the training both report "ok"; otherwise the runner's or the training's
+    status in ``row["stages"][key]`` and a note."""
+    row["stage_seconds"][key] = round(outcome.seconds, 3)
+    why = "ok" if outcome.ok else _first_line(outcome)
+    if outcome.ok and outcome.value.get("status", "ok") != "ok":
+        why = outcome.value["status"]
+    row["stages"][key] = why
+    if why == "ok":
+        row[key] = outcome.value
+    else:
+        row["notes"].append(f"{key.replace('_', ' ')} {why}")
+
+
 def _method_row(
     name, info, cfg, task, mhash, chash, sources, progress, say, conformance, runner, baseline
 ) -> dict:
@@ -891,14 +905,7 @@ def _method_row(
     elif usable:
         say(f"[{name}] downstream on {task.data.name}")
         outcome = runner.call(stage_downstream, name, cfg, submitted, progress)
-        row["stage_seconds"]["downstream"] = round(outcome.seconds, 3)
-        row["stages"]["downstream"] = "ok" if outcome.ok else _first_line(outcome)
-        if outcome.ok and outcome.value.get("status", "ok") == "ok":
-            row["downstream"] = outcome.value
-        else:
-            why = row["stages"]["downstream"] if not outcome.ok else outcome.value["status"]
-            row["stages"]["downstream"] = why
-            row["notes"].append(f"downstream {why}")
+        _record_training_stage(row, "downstream", outcome)
     # 6. associative recall
     row["mqar"] = None
     if cfg.mqar_lengths and usable and (info is None or info["causal"]):
@@ -915,15 +922,7 @@ def _method_row(
     if cfg.long_history_len and usable and (info is None or info["causal"]):
         say(f"[{name}] long history: window {cfg.long_history_len} on {task.data.name}")
         outcome = runner.call(stage_long_history, name, cfg, submitted, progress)
-        row["stage_seconds"]["long_history"] = round(outcome.seconds, 3)
-        stage = "ok" if outcome.ok else _first_line(outcome)
-        if outcome.ok and outcome.value.get("status", "ok") != "ok":
-            stage = outcome.value["status"]
-        row["stages"]["long_history"] = stage
-        if stage == "ok":
-            row["long_history"] = outcome.value
-        else:
-            row["notes"].append(f"long history {stage}")
+        _record_training_stage(row, "long_history", outcome)
     bad = [s for s in row["stages"].values() if s != "ok"]
     failed_conf = row["conformance"]["status"] not in ("passed", "n/a", "not-run", "skipped")
     row["status"] = "failed" if bad or failed_conf else "ok"

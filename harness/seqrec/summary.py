@@ -31,6 +31,8 @@ __all__ = ["METRICS", "load_runs", "summarise", "format_markdown"]
 METRICS = ("HR@10", "NDCG@10", "HR@5", "NDCG@5")
 # Settings every record of one table must share (TrainConfig fields); the seed may differ.
 PROTOCOL = ("d_model", "max_len", "epochs", "patience", "batch_size", "lr", "dropout", "betas")
+# ... and how the test targets were ranked (the file's "protocol")
+EVALUATION = ("num_negatives", "negatives_from", "negatives_seed")
 
 
 def load_runs(paths: Iterable[str | Path]) -> tuple[list[dict], dict]:
@@ -51,8 +53,11 @@ def load_runs(paths: Iterable[str | Path]) -> tuple[list[dict], dict]:
         if not isinstance(runs, list) or not runs:
             raise ValueError(f"{path}: expected a `seqrec --output` file with a 'runs' list")
         source = (doc.get("provenance") or {}).get("source") or {}
+        negatives = {k: (doc.get("protocol") or {}).get(k) for k in EVALUATION}
         for run in runs:
-            records.append({**run, "file": str(path), "commit": source.get("commit")})
+            records.append(
+                {**run, "file": str(path), "commit": source.get("commit"), "negatives": negatives}
+            )
         found = doc.get("baselines") or {}
         if found and not baselines:
             baselines, first = found, path
@@ -83,6 +88,7 @@ def _protocol(record: dict) -> dict:
     out = {key: config.get(key) for key in PROTOCOL}
     out["dataset"] = record.get("dataset")
     out["data_checksum"] = record.get("data_checksum")
+    out["negatives"] = record.get("negatives")
     return out
 
 

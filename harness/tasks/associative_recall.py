@@ -463,12 +463,12 @@ def train_and_evaluate(
         for lo in range(0, eval_examples, batch):
             x, y = inputs[lo : lo + batch], targets[lo : lo + batch]
             asked = y != IGNORE
-            logits = model(x)
-            if not bool(torch.isfinite(logits[asked]).all()):
+            logits = model(x)[asked]  # (queries, vocabulary)
+            if not bool(torch.isfinite(logits).all()):
                 raise FloatingPointError(
                     f"{spec.name}: non-finite logits in evaluation (L={length})"
                 )
-            correct += int((logits.argmax(-1)[asked] == y[asked]).sum())
+            correct += int((logits.argmax(-1) == y[asked]).sum())
             total += int(asked.sum())
     tail = losses[-min(20, steps) :]
     return {

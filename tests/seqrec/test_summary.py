@@ -27,10 +27,16 @@ def _record(method, seed, ndcg, *, lisa=None, status="ok", **config):
     }  # fmt: skip
 
 
-def _write(tmp_path, name, *records, baselines=BASELINES):
+def _write(tmp_path, name, *records, baselines=BASELINES, negatives=100):
     path = tmp_path / name
     source = {"commit": "0123456789abcdef", "dirty": False, "version": "0.1"}
-    doc = {"runs": list(records), "baselines": baselines, "provenance": {"source": source}}
+    protocol = {
+        "num_negatives": negatives,
+        "negatives_from": "history-excluded",
+        "negatives_seed": 0,
+    }
+    doc = {"runs": list(records), "baselines": baselines, "provenance": {"source": source},
+           "protocol": protocol}  # fmt: skip
     path.write_text(json.dumps(doc))
     return path
 
@@ -92,6 +98,9 @@ def test_mismatched_protocols_duplicate_seeds_and_bad_files_are_refused(tmp_path
     longer = _write(tmp_path, "b.json", _record("linear", 0, 0.5, max_len=20))
     with pytest.raises(ValueError, match=r"b\.json: not the protocol .*max_len: 10 vs 20"):
         summarise(load_runs([a, longer])[0])
+    fewer = _write(tmp_path, "f.json", _record("linear", 0, 0.5), negatives=50)
+    with pytest.raises(ValueError, match=r"f\.json: not the protocol .*num_negatives': 100"):
+        summarise(load_runs([a, fewer])[0])
     again = _write(tmp_path, "c.json", _record("sdpa", 0, 0.4))
     with pytest.raises(ValueError, match=r"c\.json: sdpa seed 0 also in .*a\.json"):
         summarise(load_runs([a, again])[0])
