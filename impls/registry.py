@@ -220,6 +220,12 @@ def _xformers_availability() -> tuple[bool, str]:
     return check()
 
 
+def _fla_availability() -> tuple[bool, str]:
+    from impls.attention.fla_linear import availability as check
+
+    return check()
+
+
 def _sdpa_backend_availability(name: str):
     def check() -> tuple[bool, str]:
         from impls.attention.sdpa_backends import availability
@@ -357,6 +363,28 @@ def builtin_methods() -> tuple[MethodSpec, ...]:
             "not softmax attention, no budget (error vs softmax recorded only)",
             oracle_reference=_ref_linear,
             hyperparameters={"chunk_size": 64},
+        ),
+        MethodSpec(
+            name="fla_linear",
+            cost=_cost_ref("impls.attention.linear", "analytic_cost"),
+            factory=_cls_factory("impls.attention.fla_linear", "FlaLinearAttention"),
+            exact=False,
+            summary="the function of `linear` (elu+1, causal) through flash-linear-"
+            "attention's Triton chunk kernels (fla-core chunk_linear_attn; CUDA only)",
+            paper="Katharopoulos et al. 2020; Yang et al. 2024 (fla)",
+            capabilities=Capabilities(
+                bidirectional=False,
+                key_padding=False,
+                dtypes=_HALF_AND_F32,
+                devices=("cuda",),
+                same_length=True,
+            ),
+            time_exponent=1.0,
+            memory_exponent=1.0,
+            oracle_identity="always: the oracle with scale 0 and bias log(phi(q_i).phi(k_j)) "
+            "(the identity of `linear`), to fla's 1e-10 in the denominator",
+            oracle_reference=_ref_linear,
+            availability=_fla_availability,
         ),
         MethodSpec(
             name="performer",

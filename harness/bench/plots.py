@@ -43,6 +43,7 @@ _ATTENTION_STYLES = {
     # kernel / linear: triangles
     "linear": ("tab:green", "^"),
     "performer": ("olive", "^"),
+    "fla_linear": ("darkgreen", "^"),
     # sparse (windows, buckets): diamonds
     "local_window": ("tab:orange", "D"),
     "lsh": ("tab:red", "D"),

@@ -4,7 +4,7 @@ A GPU session is short and paid for by the minute, so the run is planned before 
 starts and every step has a share of one time budget (default 480 s, so that a 15-minute
 device lease holds a rerun). Steps, in order:
 
-1. ``probe``: CUDA is present; device name, torch, triton and xformers versions;
+1. ``probe``: CUDA is present; device name, torch, triton, xformers and fla-core versions;
 2. ``kernels``: the Triton LISA tests (tests/attention/test_lisa_triton.py) compiled on
    the GPU (``TRITON_INTERPRET=0``), against the torch operator and the float64 oracle,
    and the pinned-kernel SDPA tests;
@@ -47,7 +47,7 @@ SHARES = {"probe": 0.05, "kernels": 0.2, "grid": 0.5, "long": 0.25}
 PROBE = """
 import importlib.metadata as md, json, sys, torch
 info = {"cuda": torch.cuda.is_available(), "torch": torch.__version__}
-for pkg in ("triton", "xformers"):
+for pkg in ("triton", "xformers", "fla-core"):
     try:
         info[pkg] = md.version(pkg)
     except md.PackageNotFoundError:

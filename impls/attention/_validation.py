@@ -70,8 +70,8 @@ def check_attention_inputs(
     if q.shape[1] == 0 or q.shape[-1] == 0 or v.shape[-1] == 0:
         raise ValueError(f"{method}: q, k, v need heads >= 1 and dims >= 1, got {tuple(q.shape)}")
     if (causal or same_length) and q.shape[2] != k.shape[2]:
-        why = "causal attention" if causal else method
-        raise ValueError(f"{why} needs Lq == Lk, got Lq={q.shape[2]} and Lk={k.shape[2]}")
+        why = "causal attention" if causal else "this method"
+        raise ValueError(f"{method}: {why} needs Lq == Lk, got Lq={q.shape[2]} and Lk={k.shape[2]}")
     for name, t in (("q", q), ("k", k), ("v", v)):
         check_finite(name, t)
     if key_padding_mask is not None:
