@@ -13,6 +13,12 @@ seconds of a fresh interpreter. A worker:
 * limits torch to ``threads`` intra-op threads when given;
 * ignores SIGINT (Ctrl-C stops the parent, which then ends the pool; a worker must not
   turn an interrupt into a result row);
+* exits at once when the run that made it dies without closing the pool (SIGTERM,
+  SIGKILL, a crash): it holds the read end of a pipe whose only write end is the
+  run's, and a daemon thread waits for its end of file. (The forkserver cannot serve:
+  it lives as long as any of its children, so the worker's parent never changes.)
+  Without this the worker went on computing a call nobody would read; an orphaned
+  training run holding a core for an hour was seen;
 * sends its stdout to stderr, so a method's ``print`` never mixes with the tables;
 * takes the environment and import path of the runner that made it (the forkserver
   itself keeps those of the first run in a process).
@@ -110,7 +116,7 @@ class Outcome:
 
 
 def _worker_init(
-    memory_cap: int | None, threads: int | None, environ: dict, path: list[str]
+    memory_cap: int | None, threads: int | None, environ: dict, path: list[str], lifeline
 ) -> None:
     # the forkserver keeps the environment and import path of the run that started it;
     # each worker takes those of the runner that made it
@@ -118,6 +124,7 @@ def _worker_init(
     os.environ.update(environ)
     sys.path[:] = path
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_run(lifeline)
     os.dup2(2, 1)  # a method's print() goes to stderr, never into the parent's tables
     if memory_cap is not None:
         try:
@@ -130,6 +137,22 @@ def _worker_init(
         import torch
 
         torch.set_num_threads(threads)
+
+
+def _exit_with_run(lifeline) -> None:
+    """Start a daemon thread that ends this process (exit status 3) when ``lifeline``
+    (the read end of a pipe, a ``multiprocessing`` Connection) reaches end of file: the
+    run holds the only write end, so that happens when the run closes the pool or dies."""
+    import threading
+
+    def watch() -> None:
+        try:
+            while True:
+                lifeline.recv_bytes()  # nothing is ever sent; returns only on EOF (raises)
+        except (EOFError, OSError):
+            os._exit(3)
+
+    threading.Thread(target=watch, name="exit-with-run", daemon=True).start()
 
 
 class _Raised(Exception):
@@ -182,6 +205,8 @@ class IsolatedRunner:
         self.limits = limits or Limits()
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(list(preload))
+        # the worker exits when this write end closes (see the module docstring)
+        self._lifeline, self._lifeline_w = context.Pipe(duplex=False)
         self._pool = pebble.ProcessPool(
             max_workers=1,
             context=context,
@@ -191,6 +216,7 @@ class IsolatedRunner:
                 self.limits.threads,
                 dict(os.environ),
                 list(sys.path),
+                self._lifeline,
             ),
         )
         self.restarts = 0
@@ -228,6 +254,8 @@ class IsolatedRunner:
         """Stop the worker (at once: a call in flight is abandoned)."""
         self._pool.stop()
         self._pool.join(timeout=10)
+        self._lifeline_w.close()
+        self._lifeline.close()
 
     def __enter__(self) -> IsolatedRunner:
         return self
