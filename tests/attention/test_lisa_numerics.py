@@ -288,3 +288,24 @@ def test_training_batches_scan_in_steps_of_at_least_32_positions(monkeypatch, ca
     assert steps[0] == 32 and steps[1] < 8
     for a, b in zip(wide, narrow, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_a_code_gradient_that_overflows_raises_instead_of_returning_inf():
+    """Query rows whose own keys are padded and whose only visible key lies 299 positions
+    back under gamma = 0.5 (H = 2^-299, beyond float32) need exp(S - log Z) ~ 2^299 in the
+    backward: the code gradient overflows float32, which must raise, naming the cause."""
+    length, words = 300, 2
+    g = torch.Generator().manual_seed(0)
+    query = torch.randn(1, 1, length, 2, generator=g)
+    codes = torch.softmax(torch.randn(1, 1, length, words, generator=g), -1)
+    codes.requires_grad_(True)
+    key_codewords = torch.randn(1, words, 2, generator=g)
+    values = torch.randn(1, words, 3, generator=g)
+    mask = torch.ones(1, length, dtype=torch.bool)
+    mask[0, 0] = False  # only key 0 is visible, to every query
+    out = lisa_attention(
+        query, codes, key_codewords, values, gamma=0.5, key_padding_mask=mask, backend="torch"
+    )
+    assert torch.isfinite(out).all()
+    with pytest.raises(FloatingPointError, match="gradient with respect to the codes overflowed"):
+        out.sum().backward()
