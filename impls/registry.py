@@ -33,6 +33,7 @@ import dataclasses
 import importlib
 import importlib.metadata
 import importlib.util
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -150,6 +151,16 @@ def _ref_linear(attn, q, k, v, *, causal, key_padding_mask):
     return _oracle(q, k, v, causal=causal, key_padding_mask=key_padding_mask, bias=bias, scale=0.0)
 
 
+def _ref_decayed_linear(attn, q, k, v, *, causal, key_padding_mask):
+    from impls.attention.linear import elu_feature_map
+
+    i = torch.arange(q.shape[2], device=q.device, dtype=q.dtype)
+    lag = (i[:, None] - i[None, :]).clamp_min(0)  # causal: only j <= i is visible
+    bias = torch.log(elu_feature_map(q) @ elu_feature_map(k).transpose(-1, -2))
+    bias = bias + lag * math.log(attn.gamma)
+    return _oracle(q, k, v, causal=causal, key_padding_mask=key_padding_mask, bias=bias, scale=0.0)
+
+
 def _ref_performer(attn, q, k, v, *, causal, key_padding_mask):
     from impls.attention.performer import performer_log_kernel
 
@@ -242,6 +253,15 @@ def _lisa_availability() -> tuple[bool, str]:
 
 
 _HALF_AND_F32 = (torch.float16, torch.bfloat16, torch.float32)
+# fla-core's linear-attention kernels: causal, no masks (variable lengths go through
+# cu_seqlens), no float64, CUDA only
+_FLA_CAPABILITIES = Capabilities(
+    bidirectional=False,
+    key_padding=False,
+    dtypes=_HALF_AND_F32,
+    devices=("cuda",),
+    same_length=True,
+)
 
 
 def _fused_exact(
@@ -372,18 +392,29 @@ def builtin_methods() -> tuple[MethodSpec, ...]:
             summary="the function of `linear` (elu+1, causal) through flash-linear-"
             "attention's Triton chunk kernels (fla-core chunk_linear_attn; CUDA only)",
             paper="Katharopoulos et al. 2020; Yang et al. 2024 (fla)",
-            capabilities=Capabilities(
-                bidirectional=False,
-                key_padding=False,
-                dtypes=_HALF_AND_F32,
-                devices=("cuda",),
-                same_length=True,
-            ),
+            capabilities=_FLA_CAPABILITIES,
             time_exponent=1.0,
             memory_exponent=1.0,
             oracle_identity="always: the oracle with scale 0 and bias log(phi(q_i).phi(k_j)) "
             "(the identity of `linear`), to fla's 1e-10 in the denominator",
             oracle_reference=_ref_linear,
+            availability=_fla_availability,
+        ),
+        MethodSpec(
+            name="fla_decay_linear",
+            cost=_cost_ref("impls.attention.linear", "analytic_cost"),
+            factory=_cls_factory("impls.attention.fla_linear", "FlaDecayedLinearAttention"),
+            exact=False,
+            summary="linear attention (elu+1, causal) with a fixed decay gamma^(i-j), as "
+            "LISA's histogram decays, through fla-core's simple GLA chunk kernels (CUDA only)",
+            paper="Sun et al. 2023 (RetNet); Yang et al. 2024 (fla)",
+            capabilities=_FLA_CAPABILITIES,
+            time_exponent=1.0,
+            memory_exponent=1.0,
+            oracle_identity="always: the oracle with scale 0 and bias "
+            "log(phi(q_i).phi(k_j)) + (i - j) log gamma",
+            oracle_reference=_ref_decayed_linear,
+            hyperparameters={"gamma": math.exp(-0.1)},
             availability=_fla_availability,
         ),
         MethodSpec(

@@ -44,6 +44,7 @@ _ATTENTION_STYLES = {
     "linear": ("tab:green", "^"),
     "performer": ("olive", "^"),
     "fla_linear": ("darkgreen", "^"),
+    "fla_decay_linear": ("yellowgreen", "^"),
     # sparse (windows, buckets): diamonds
     "local_window": ("tab:orange", "D"),
     "lsh": ("tab:red", "D"),
