@@ -401,6 +401,22 @@ def builtin_methods() -> tuple[MethodSpec, ...]:
             availability=_fla_availability,
         ),
         MethodSpec(
+            name="decay_linear",
+            cost=_cost_ref("impls.attention.decay_linear", "analytic_cost"),
+            factory=_cls_factory("impls.attention.decay_linear", "DecayedLinearAttention"),
+            exact=False,
+            summary="linear attention (elu+1, causal) with a fixed decay gamma^(i-j), "
+            "LISA's recency prior without codebooks; chunk-parallel scan",
+            paper="Katharopoulos et al. 2020; Sun et al. 2023 (RetNet)",
+            capabilities=Capabilities(bidirectional=False),
+            time_exponent=1.0,
+            memory_exponent=1.0,
+            oracle_identity="always: the oracle with scale 0 and bias "
+            "log(phi(q_i).phi(k_j)) + (i - j) log gamma",
+            oracle_reference=_ref_decayed_linear,
+            hyperparameters={"gamma": math.exp(-0.1), "chunk_size": 64},
+        ),
+        MethodSpec(
             name="fla_decay_linear",
             cost=_cost_ref("impls.attention.linear", "analytic_cost"),
             factory=_cls_factory("impls.attention.fla_linear", "FlaDecayedLinearAttention"),

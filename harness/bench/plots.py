@@ -43,6 +43,7 @@ _ATTENTION_STYLES = {
     # kernel / linear: triangles
     "linear": ("tab:green", "^"),
     "performer": ("olive", "^"),
+    "decay_linear": ("lime", "^"),
     "fla_linear": ("darkgreen", "^"),
     "fla_decay_linear": ("yellowgreen", "^"),
     # sparse (windows, buckets): diamonds

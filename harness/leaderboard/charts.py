@@ -38,12 +38,12 @@ MAX_ERROR_CHARTS = 60  # detail sections beyond this many rows show the error ta
 
 def method_family(method: str) -> str:
     """The family of a method name: exact (sdpa*, oracle, xformers*), linear kernel
-    (linear, performer, fla_*), sparse / local (local_window, lsh), low rank (linformer), LISA
-    (lisa*), else other (plugins and anything unknown)."""
+    (linear, performer, decay_linear, fla_*), sparse / local (local_window, lsh), low
+    rank (linformer), LISA (lisa*), else other (plugins and anything unknown)."""
     name = method.lower()
     if name == "oracle" or name.startswith(("sdpa", "xformers")):
         return "exact"
-    if name in ("linear", "performer") or name.startswith("fla_"):
+    if name in ("linear", "performer", "decay_linear") or name.startswith("fla_"):
         return "linear kernel"
     if name in ("local_window", "lsh"):
         return "sparse / local"

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from impls import registry
 from impls.attention._banded import banded_attention
+from impls.attention.decay_linear import decayed_linear_attention
 from impls.attention.linear import kernel_attention, linear_attention
 from impls.attention.linformer import LinformerAttention, block_sums, pooled_keys_values
 from impls.attention.local_window import LocalWindowAttention
@@ -125,6 +126,47 @@ def test_linear_chunk_parallel_scan_is_the_definition(case, chunk):
     phi = lambda x: torch.nn.functional.elu(x) + 1  # noqa: E731
     weights = (phi(q) @ phi(k).transpose(-1, -2)) * _visible(length, causal, mask, batch, heads)
     _agree(fast, _normalised(weights, v), (q, k, v))
+
+
+@SETTINGS
+@given(shapes(), st.integers(1, 80), st.sampled_from([1.0, 0.95, math.exp(-0.1), 0.5, 0.05]))
+def test_decayed_linear_scan_is_the_definition(case, chunk, gamma):
+    """decay_linear (causal): w_ij = gamma^(i-j) phi(q_i).phi(k_j) over visible j <= i,
+    out = w v / rowsum(w); forward and gradients, any chunk size and padding."""
+    batch, heads, length, dim, value_dim, seed, _, padding = case
+    (q, k, v), mask = _inputs(batch, heads, length, dim, value_dim, seed, padding)
+    fast = decayed_linear_attention(q, k, v, gamma=gamma, key_padding_mask=mask, chunk_size=chunk)
+    phi = lambda x: torch.nn.functional.elu(x) + 1  # noqa: E731
+    i = torch.arange(length, dtype=torch.float64)
+    decay = gamma ** (i[:, None] - i[None, :]).clamp_min(0)
+    weights = (phi(q) @ phi(k).transpose(-1, -2)) * decay
+    weights = weights * _visible(length, True, mask, batch, heads)
+    _agree(fast, _normalised(weights, v), (q, k, v))
+    if gamma == 1.0:
+        plain = linear_attention(q, k, v, causal=True, key_padding_mask=mask, chunk_size=chunk)
+        assert (fast - plain).abs().max().item() <= TOL
+
+
+def test_decayed_linear_refuses_keys_beyond_the_dtype_range():
+    """A query whose own key is padded and whose nearest visible key lies 1,000 positions
+    back: gamma^1000 = e^-100 underflows float32 (the row would read 0/0), so it raises;
+    in float64 the same rows are computed and equal that key's value."""
+    length = 1001
+    q, k = torch.zeros(1, 1, length, 2), torch.zeros(1, 1, length, 2)
+    v = torch.arange(7, length + 7, dtype=torch.float32).view(1, 1, length, 1)
+    mask = torch.ones(1, length, dtype=torch.bool)
+    mask[0, 0] = False  # only key 0 is visible
+    with pytest.raises(FloatingPointError, match="1000 positions back, beyond the 786"):
+        decayed_linear_attention(q, k, v, gamma=math.exp(-0.1), key_padding_mask=mask)
+    out = decayed_linear_attention(
+        q.double(), k.double(), v.double(), gamma=math.exp(-0.1), key_padding_mask=mask
+    )
+    # every query sees key 0 only, whose value is 7
+    assert torch.allclose(out, torch.full_like(out, 7.0), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="decay_linear: gamma must be a number in"):
+        decayed_linear_attention(q, k, v, gamma=1.5)
+    with pytest.raises(ValueError, match="decay_linear: causal must be True"):
+        decayed_linear_attention(q, k, v, gamma=0.9, causal=False)
 
 
 @SETTINGS

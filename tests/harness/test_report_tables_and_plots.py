@@ -65,8 +65,8 @@ def test_every_method_keeps_one_colour_and_marker():
     from harness.bench.plots import method_style
 
     known = ["oracle", "sdpa", "xformers_mea", "lisa W=16", "lisa W=128", "lisa_kmeans",
-             "linear", "performer", "fla_linear", "fla_decay_linear", "local_window", "lsh",
-             "linformer"]  # fmt: skip
+             "linear", "performer", "decay_linear", "fla_linear", "fla_decay_linear",
+             "local_window", "lsh", "linformer"]  # fmt: skip
     styles = [method_style(m) for m in known]
     assert len(set(styles)) == len(known)  # distinguishable
     # the marker is the family: both LISA rows share one, the exact methods another

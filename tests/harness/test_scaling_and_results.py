@@ -160,8 +160,11 @@ def test_bench_command_runs_a_tiny_grid_and_writes_results(tmp_path, capsys):
     payload = json.loads(out.read_text())
     assert payload["machine"]["torch"] and payload["config_hash"]
     rows = payload["rows"]
-    expected = {v.label for v in variants("cpu")[0]}
+    expected = {  # every method that accepts the bidirectional mode
+        v.label for v in variants("cpu")[0] if v.spec is None or v.spec.capabilities.bidirectional
+    }
     assert {"oracle", "sdpa", "lisa W=16", "lisa W=128"} <= expected
+    assert "decay_linear" not in expected  # causal only
     assert {r["method"] for r in rows} == expected
     assert all(r["status"] == "ok" and r["median_s"] > 0 for r in rows)
     assert all(r["peak_bytes"] is None or r["peak_bytes"] > 0 for r in rows)

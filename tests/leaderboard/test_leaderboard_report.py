@@ -171,6 +171,7 @@ def test_families():
     )
     assert method_family("performer") == method_family("linear") == "linear kernel"
     assert method_family("fla_linear") == method_family("fla_decay_linear") == "linear kernel"
+    assert method_family("decay_linear") == "linear kernel"
     assert method_family("lsh") == method_family("local_window") == "sparse / local"
     assert method_family("linformer") == "low rank"
     assert method_family("lisa-mini") == method_family("lisa_kmeans") == "LISA"
