@@ -11,11 +11,12 @@ for: the same prior on recency, with every key kept as a vector instead of a cod
 gamma = 1 is ``linear``. Oracle identity: the oracle with scale 0 and bias
 log(phi(q_i).phi(k_j)) + (i - j) log gamma.
 
-Form: the chunk-parallel scan of ``linear`` (chunks of C; see ``linear._ChunkParallel``)
-with the decay's factors, which are the same for every row and chunk and are formed once
-in float64: the intra-chunk weights gamma^(i - j) (j <= i < C), the keys' factors into
-their chunk state gamma^(C - 1 - j), the state's shrink from chunk to chunk gamma^C and
-the queries' read of the previous state gamma^(i + 1). Every factor is <= 1, so nothing
+Form: the chunk-parallel scan of ``linear`` (``kernel_attention(..., gamma=)``, chunks of
+C) with the decay's factors, which are the same for every row and chunk, are formed once
+in float64 and broadcast (no per-chunk copies): the intra-chunk weights gamma^(i - j)
+(j <= i < C), the keys' factors into their chunk state gamma^(C - 1 - j), the state's
+shrink from chunk to chunk gamma^C and the queries' read of the previous state
+gamma^(i + 1). Every factor is <= 1, so nothing
 overflows at any L; the state of chunks long past shrinks towards zero as it should.
 Cost: that of ``linear`` plus one (C x C) multiply per chunk and a scale of the keys.
 
@@ -33,11 +34,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from impls.attention._validation import check_attention_inputs, compute_dtype
-from impls.attention.linear import _check_chunk_size, _chunked, _ChunkParallel
+from impls.attention.linear import _check_chunk_size, elu_features, kernel_attention
 from impls.attention.linear import analytic_cost as _linear_cost
 from impls.costs import Cost, CostQuery
 
@@ -72,18 +72,6 @@ def _check_reach(key_padding_mask: Tensor, gamma: float, dtype: torch.dtype) -> 
         )
 
 
-def _factors(gamma: float, chunk: int, dtype: torch.dtype, device) -> tuple[Tensor, ...]:
-    """(weights (C, C), decay (C,), shrink (), carry (C,)), formed in float64."""
-    i = torch.arange(chunk, dtype=torch.float64, device=device)
-    log_gamma = math.log(gamma)
-    lag = i[:, None] - i[None, :]
-    weights = torch.exp(lag.clamp_min(0) * log_gamma).masked_fill_(lag < 0, 0.0)
-    decay = torch.exp((chunk - 1 - i) * log_gamma)
-    shrink = torch.tensor(math.exp(chunk * log_gamma), dtype=torch.float64, device=device)
-    carry = torch.exp((i + 1) * log_gamma)
-    return tuple(t.to(dtype) for t in (weights, decay, shrink, carry))
-
-
 def decayed_linear_attention(
     q: Tensor,
     k: Tensor,
@@ -101,29 +89,11 @@ def decayed_linear_attention(
     gamma = check_gamma(gamma)
     _check_chunk_size(chunk_size)
     ct = compute_dtype(q.dtype)
-    phi_q = F.elu(q.to(ct)).add_(1.0)
-    phi_k = F.elu(k.to(ct)).add_(1.0)
     if key_padding_mask is not None:
         _check_reach(key_padding_mask, gamma, ct)
-        phi_k = phi_k.masked_fill(key_padding_mask[:, None, :, None], 0.0)
-    batch, heads, length, m = phi_q.shape
-    rows = batch * heads
-    chunk = max(1, min(chunk_size, length))
-    n_chunks = -(-length // chunk)
-    fq = _chunked(phi_q, chunk, n_chunks).reshape(rows, n_chunks, chunk, m)
-    fk = _chunked(phi_k, chunk, n_chunks).reshape(rows, n_chunks, chunk, m)
-    vc = _chunked(v.to(ct), chunk, n_chunks).reshape(rows, n_chunks, chunk, -1)
-    weights, decay, shrink, carry = _factors(gamma, chunk, ct, q.device)
-    out = _ChunkParallel.apply(
-        fq,
-        fk,
-        vc,
-        weights.expand(rows, n_chunks, chunk, chunk),
-        decay.expand(rows, n_chunks, chunk),
-        shrink.expand(rows, n_chunks),
-        carry.expand(rows, n_chunks, chunk),
-    )
-    return out.reshape(batch, heads, n_chunks * chunk, -1)[:, :, :length].to(q.dtype)
+    phi_q, phi_k = elu_features(q, k, key_padding_mask, ct)
+    out = kernel_attention(phi_q, phi_k, v.to(ct), causal=True, chunk_size=chunk_size, gamma=gamma)
+    return out.to(q.dtype)
 
 
 class DecayedLinearAttention(nn.Module):

@@ -39,7 +39,9 @@ with 2^(k_factor_j - lam_c) <= 1, the prefix becomes the rescaled scan
 S_c = 2^(lam_{c-1} - lam_c) S_{c-1} + U_c (one (d, dv) multiply-add per chunk, factor
 <= 1), and query i reads S_{c-1} with 2^(lam_{c-1} - k_factor_i) <= 1: no factor above 1
 anywhere, so no overflow at any L; the intra-chunk weights use the exact per-position
-factors, so no future token changes a past output.
+factors, so no future token changes a past output. A fixed decay gamma^(i - j)
+(``gamma=``, RetNet's retention; ``decay_linear``) uses the same scan with factors that
+are equal for every chunk, formed once in float64 (``_fixed_decay_factors``).
 
 It equals ``reference.exact_attention`` with scale 0 and the additive bias
 log(phi(q_i)^T phi(k_j)). Shapes: q/k (batch, heads, Lq|Lk, d), v (batch, heads, Lk, dv)
@@ -61,6 +63,7 @@ from impls.costs import SLACK_BYTES, Cost, CostQuery, compulsory_traffic
 __all__ = [
     "LinearAttention",
     "elu_feature_map",
+    "elu_features",
     "kernel_attention",
     "kernel_attention_reference",
     "linear_attention",
@@ -118,7 +121,9 @@ class _ChunkParallel(torch.autograd.Function):
     (R, T, C, C) multiplying the intra-chunk scores (None: the causal 0/1 triangle),
     ``decay`` (R, T, C) scaling keys into their chunk state, ``shrink`` (R, T) rescaling
     the running state from chunk to chunk, ``carry`` (R, T, C) scaling each query's read
-    of the state. Returns out = num / den (R, T, C, dv), zeros where den = 0::
+    of the state. ``weights``, ``decay`` and ``carry`` may also be given without their
+    (R, T) dims, (C, C) and (C,), when every chunk shares them: they broadcast, and no
+    (R, T, C, C) copy is made. Returns out = num / den (R, T, C, dv), zeros where den = 0::
 
         A_c = (Q_c K_c^T) * W_c,   U_c = (decay_c K_c)^T V_c,   u_c = (decay_c K_c)^T 1,
         S_c = shrink_c S_{c-1} + U_c,   s_c = shrink_c s_{c-1} + u_c   (in place),
@@ -147,8 +152,8 @@ class _ChunkParallel(torch.autograd.Function):
         if weights is None:
             a.tril_()
         else:
-            a.mul_(weights.reshape(flat, chunk, chunk))
-        kd = k3 if decay is None else k3 * decay.reshape(flat, chunk, 1)
+            a.mul_(weights.reshape(-1, chunk, chunk))
+        kd = k3 if decay is None else k3 * decay.reshape(-1, chunk, 1)
         states = torch.bmm(kd.transpose(1, 2), v3)
         norms = kd.sum(dim=1)  # (F, m)
         _inclusive_scan_(states.view(rows, n_chunks, m, dv), shrink)
@@ -161,8 +166,8 @@ class _ChunkParallel(torch.autograd.Function):
             torch.bmm(q3[1:], states[:-1], out=num[1:])
             torch.bmm(q3[1:], norms[:-1, :, None], out=den[1:])
         if carry is not None:
-            num.mul_(carry.reshape(flat, chunk, 1))
-            den.mul_(carry.reshape(flat, chunk, 1))
+            num.mul_(carry.reshape(-1, chunk, 1))
+            den.mul_(carry.reshape(-1, chunk, 1))
         num.baddbmm_(a, v3)
         den = den[..., 0].add_(a.sum(dim=-1))
         empty = den <= 0  # no visible key (padding), or every weight underflowed
@@ -188,13 +193,13 @@ class _ChunkParallel(torch.autograd.Function):
         gd = -(gn * out).sum(dim=-1)
         gnc, gdc = gn, gd
         if carry is not None:
-            gnc = gn * carry.reshape(flat, chunk, 1)
-            gdc = gd * carry.reshape(flat, chunk)
+            gnc = gn * carry.reshape(-1, chunk, 1)
+            gdc = gd * carry.reshape(-1, chunk)
         da = torch.bmm(gn, v3.transpose(1, 2)).add_(gd[..., None])
         if weights is None:
             da.tril_()
         else:
-            da.mul_(weights.reshape(flat, chunk, chunk))
+            da.mul_(weights.reshape(-1, chunk, chunk))
         dq = torch.bmm(da, k3)
         grad_states = torch.zeros(flat, m, dv, dtype=q3.dtype, device=q3.device)
         grad_norms = torch.zeros(flat, m, 1, dtype=q3.dtype, device=q3.device)
@@ -208,11 +213,37 @@ class _ChunkParallel(torch.autograd.Function):
         du, dz = du.view(flat, m, dv), dz.view(flat, 1, m)
         dk = torch.bmm(v3, du.transpose(1, 2)).add_(dz)
         if decay is not None:
-            dk.mul_(decay.reshape(flat, chunk, 1))
+            dk.mul_(decay.reshape(-1, chunk, 1))
         dk.baddbmm_(da.transpose(1, 2), q3)
         dvc = torch.bmm(a.transpose(1, 2), gn).baddbmm_(kd, du)
         shape = (rows, n_chunks, chunk)
         return dq.view(*shape, m), dk.view(*shape, m), dvc.view(*shape, dv), None, None, None, None
+
+
+def _fixed_decay_factors(gamma: float, chunk: int, dtype: torch.dtype, device):
+    """The factors of the decay gamma^(i - j), the same for every chunk, formed in float64:
+    (weights (C, C): gamma^(i - j) for j <= i else 0; decay (C,): gamma^(C - 1 - j), a
+    key's factor into its chunk state; shrink (): gamma^C, the state's from chunk to
+    chunk; carry (C,): gamma^(i + 1), a query's read of the previous state). All <= 1."""
+    i = torch.arange(chunk, dtype=torch.float64, device=device)
+    log_gamma = math.log(gamma)
+    lag = i[:, None] - i[None, :]
+    weights = torch.exp(lag.clamp_min(0) * log_gamma).masked_fill_(lag < 0, 0.0)
+    decay = torch.exp((chunk - 1 - i) * log_gamma)
+    shrink = torch.tensor(math.exp(chunk * log_gamma), dtype=torch.float64, device=device)
+    carry = torch.exp((i + 1) * log_gamma)
+    return tuple(t.to(dtype) for t in (weights, decay, shrink, carry))
+
+
+def elu_features(
+    q: Tensor, k: Tensor, key_padding_mask: Tensor | None, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """(phi(q), phi(k)) in ``dtype``, phi = elu + 1 (one buffer each), padded keys zeroed."""
+    phi_q = F.elu(q.to(dtype)).add_(1.0)
+    phi_k = F.elu(k.to(dtype)).add_(1.0)
+    if key_padding_mask is not None:
+        phi_k = phi_k.masked_fill(key_padding_mask[:, None, :, None], 0.0)
+    return phi_q, phi_k
 
 
 def kernel_attention(
@@ -223,6 +254,7 @@ def kernel_attention(
     causal: bool,
     chunk_size: int = 64,
     k_factor: Tensor | None = None,
+    gamma: float | None = None,
 ) -> Tensor:
     """Normalised kernel attention on non-negative features, chunk-parallel when causal.
 
@@ -231,8 +263,12 @@ def kernel_attention(
     stabiliser, base-2 log units): for query i, key j <= i is weighted by
     2^(k_factor_j - k_factor_i);
     k_factor (N, H, L) must be non-decreasing in j (it is detached), so every factor
-    applied is <= 1 (no overflow). See the module docstring for the algorithm.
+    applied is <= 1 (no overflow). Optional fixed decay ``gamma`` in (0, 1] (causal
+    only, not with k_factor): key j <= i is weighted by gamma^(i - j). See the module
+    docstring for the algorithm.
     """
+    if gamma is not None and (not causal or k_factor is not None):
+        raise ValueError("kernel_attention: gamma needs causal=True and no k_factor")
     if not causal:
         state = phi_k.transpose(-1, -2) @ v  # (N, H, m, dv)
         norm = phi_k.sum(dim=2, keepdim=True).transpose(-1, -2)  # (N, H, m, 1)
@@ -260,6 +296,9 @@ def kernel_attention(
         # state after chunk t is kept at lam_t: g_t = 2^(lam_{t-1} - lam_t) (t = 0: unused)
         shrink = torch.exp2(before - lam)
         carry = torch.exp2(before[..., None] - level)  # (R, T, C), <= 1 (0 for chunk 0)
+    elif gamma is not None:
+        weights, decay, shrink, carry = _fixed_decay_factors(gamma, chunk, fq.dtype, v.device)
+        shrink = shrink.expand(rows, n_chunks)
     out = _ChunkParallel.apply(fq, fk, vc, weights, decay, shrink, carry)
     return out.reshape(batch, heads, n_chunks * chunk, -1)[:, :, :length]
 
@@ -296,10 +335,7 @@ def linear_attention(
     )
     _check_chunk_size(chunk_size)
     ct = compute_dtype(q.dtype)
-    phi_q = F.elu(q.to(ct)).add_(1.0)  # elu_feature_map, without a second buffer
-    phi_k = F.elu(k.to(ct)).add_(1.0)
-    if key_padding_mask is not None:
-        phi_k = phi_k.masked_fill(key_padding_mask[:, None, :, None], 0.0)
+    phi_q, phi_k = elu_features(q, k, key_padding_mask, ct)
     out = kernel_attention(phi_q, phi_k, v.to(ct), causal=causal, chunk_size=chunk_size)
     return out.to(q.dtype)
 
