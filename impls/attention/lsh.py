@@ -71,7 +71,7 @@ __all__ = [
     "sorted_order",
 ]
 
-_NO_KEY, _NO_QUERY = -4, -3  # item codes that match nothing (the banded padding uses -1, -2)
+_NO_KEY, _NO_QUERY = -4, -3  # item codes that match nothing
 
 
 MAX_LEVEL_BITS = 4  # a hashing level has at most 2**4 = 16 buckets (8 directions)
@@ -113,7 +113,11 @@ def lsh_buckets(x: Tensor, rotations: Tensor, n_buckets: int) -> Tensor:
     radix, offset = 1, 0
     for size in levels:
         part = proj[..., offset : offset + size // 2]
-        bucket += radix * torch.cat([part, -part], dim=-1).argmax(dim=-1)
+        # argmax([part; -part]) without forming it: the largest entry of part, unless the
+        # smallest one is larger in magnitude (ties go to part, the first half, as argmax)
+        top, top_at = part.max(dim=-1)
+        low, low_at = part.min(dim=-1)
+        bucket += radix * torch.where(top >= -low, top_at, size // 2 + low_at)
         radix, offset = radix * size, offset + size // 2
     return bucket
 
@@ -184,13 +188,15 @@ class LSHAttention(nn.Module):
             k_code = torch.cat([k_code, k_code.new_full((rounds, 1), _NO_KEY)], dim=-1)
             q_code = torch.cat([torch.full_like(kb, _NO_QUERY), qb + offset * n_buckets], dim=-1)
             positions = torch.arange(2 * length, device=q.device)
-        # keys carry k, queries q; the last row is zero (padding of the band)
-        items = torch.cat([kc, qc], dim=1).reshape(n * 2 * length, d)
-        items = torch.cat([items, items.new_zeros(1, d)])
-        values = torch.cat([vc, torch.zeros_like(vc)], dim=1).reshape(n * 2 * length, dv)
-        values = torch.cat([values, values.new_zeros(1, dv)])
-        width = 2 * self.bucket_size
+        # keys carry k, queries q; the last row is zero (padding of the band): one copy
         total = n * 2 * length
+        items = qc.new_empty(total + 1, d)
+        items[:total].view(n, 2 * length, d)[:, :length] = kc
+        items[:total].view(n, 2 * length, d)[:, length:] = qc
+        items[total] = 0
+        # the values of the key items, then one zero row for every other item
+        values = torch.cat([vc.reshape(n * length, dv), vc.new_zeros(1, dv)])
+        width = 2 * self.bucket_size
         block, n_blocks, before, after, _ = band_geometry(
             total, width, 0 if causal else width, width
         )
@@ -209,11 +215,16 @@ class LSHAttention(nn.Module):
                 rank = torch.empty_like(order).scatter_(-1, order, positions.expand_as(order))
                 q_rank = (rank[:, length:] + 2 * length * offset).reshape(-1)
                 q_sorted = q_code[r].reshape(-1).index_select(0, flat_order[pad.numel() :][:total])
+                # item e = (sequence e // 2L, slot e % 2L) holds a value only as a key
+                slot = flat_order % (2 * length)
+                value_order = torch.where(
+                    slot < length, flat_order // (2 * length) * length + slot, n * length
+                )
             xs = items.index_select(0, flat_order)[None]  # (1, padded, d)
             out_s, lse_s = banded_attention(
                 xs[:, before * block : before * block + total],
                 xs,
-                values.index_select(0, flat_order)[None],
+                values.index_select(0, value_order)[None],
                 left=width,
                 right=0 if causal else width,
                 block=width,
@@ -229,8 +240,10 @@ class LSHAttention(nn.Module):
         total = torch.logsumexp(lse_all, dim=0)
         found = torch.isfinite(total)
         weights = torch.exp(lse_all - torch.where(found, total, torch.zeros_like(total)))
-        weights = torch.where(found, weights, torch.zeros_like(weights))
-        out = (weights[..., None] * torch.stack(outs)).sum(dim=0)
+        weights = torch.where(found, weights, torch.zeros_like(weights))[..., None]
+        out = outs[0] * weights[0]
+        for r in range(1, rounds):
+            out = out.addcmul(outs[r], weights[r])
         return out.reshape(batch, heads, length, dv).to(q.dtype)
 
     def extra_repr(self) -> str:

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from impls import registry
+from impls.attention import _banded
 from impls.attention._banded import banded_attention
 from impls.attention.decay_linear import decayed_linear_attention
 from impls.attention.linear import kernel_attention, linear_attention
@@ -250,9 +251,22 @@ def test_local_window_blocked_band_is_the_definition(case, window):
     st.integers(0, 4),
     st.booleans(),
     st.integers(0, 2**16),
+    st.sampled_from([1, 3000, None]),
 )
-def test_banded_kernel_is_the_dense_band(items, length, left, right, block, codes, ok, seed):
-    """Any band, block size, code alphabet and key validity, with and without lse."""
+def test_banded_kernel_is_the_dense_band(
+    items, length, left, right, block, codes, ok, seed, chunk_bytes
+):
+    """Any band, block size, code alphabet and key validity, with and without lse, and
+    the tiles processed one query block at a time, a few at a time, or all at once."""
+    default = _banded.CHUNK_BYTES
+    _banded.CHUNK_BYTES = default if chunk_bytes is None else chunk_bytes
+    try:
+        _check_banded_kernel(items, length, left, right, block, codes, ok, seed)
+    finally:
+        _banded.CHUNK_BYTES = default
+
+
+def _check_banded_kernel(items, length, left, right, block, codes, ok, seed):
     gen = torch.Generator().manual_seed(seed)
     q, k = (torch.randn(items, length, 3, generator=gen, dtype=torch.float64) for _ in range(2))
     v = torch.randn(items, length, 2, generator=gen, dtype=torch.float64)
@@ -270,6 +284,13 @@ def test_banded_kernel_is_the_dense_band(items, length, left, right, block, code
         q, k, v, left=left, right=right, block=block, scale=0.7, key_ok=key_ok,
         q_code=q_code, k_code=k_code,
     )  # fmt: skip
+    with torch.no_grad():  # no backward ahead: one chunk's buffer serves every chunk
+        bare, bare_lse = banded_attention(
+            q, k, v, left=left, right=right, block=block, scale=0.7, key_ok=key_ok,
+            q_code=q_code, k_code=k_code, with_lse=True,
+        )  # fmt: skip
+    torch.testing.assert_close(bare, out.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(bare_lse, lse.detach(), rtol=1e-12, atol=1e-12)
     i = torch.arange(length)
     gap = i[None, :] - i[:, None]  # key minus query
     allowed = ((gap >= -left) & (gap <= right))[None].expand(items, -1, -1)
@@ -315,6 +336,15 @@ def test_hashing_is_angular_and_splits_the_buckets():
     assert ids.shape == (3, 4096) and ids.min() >= 0 and ids.max() < buckets
     assert torch.equal(ids, lsh_buckets(3.5 * x, rot, buckets))
     assert len(ids[0].unique()) > buckets // 2  # random directions reach most buckets
+    # the definition: level l's bucket is argmax([x R_l ; -x R_l]), mixed radix over levels
+    want, radix, offset = torch.zeros(3, 4096, dtype=torch.long), 1, 0
+    for size in bucket_levels(buckets):
+        proj = torch.einsum("nd,rdb->rnb", x, rot[..., offset : offset + size // 2])
+        want += radix * torch.cat([proj, -proj], dim=-1).argmax(dim=-1)
+        radix, offset = radix * size, offset + size // 2
+    assert torch.equal(ids, want)
+    zero = torch.zeros(2, 16, dtype=torch.float64)  # all ties: the first direction, as argmax
+    assert torch.equal(lsh_buckets(zero, rot, buckets), torch.zeros(3, 2, dtype=torch.long))
 
 
 @SETTINGS
