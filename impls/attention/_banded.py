@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-__all__ = ["band_geometry", "banded_attention"]
+__all__ = ["CHUNK_BYTES", "band_geometry", "banded_attention"]
 
 _LOG2_E, _LN_2 = math.log2(math.e), math.log(2.0)
 

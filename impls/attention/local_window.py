@@ -33,7 +33,7 @@ import math
 
 from torch import Tensor, nn
 
-from impls.attention._banded import band_geometry, banded_attention
+from impls.attention._banded import CHUNK_BYTES, band_geometry, banded_attention
 from impls.attention._validation import check_attention_inputs, compute_dtype, expand_keep
 from impls.costs import SLACK_BYTES, Cost, CostQuery, compulsory_traffic
 
@@ -111,16 +111,25 @@ def analytic_cost(query: CostQuery) -> Cost:
     (B x span) tile of scores and multiplies it with (span x d) values, span = 2B
     (causal) or 3B (bidirectional), capped at the padded length: 4 L span d FLOPs (the
     tiles' full products, of which the band is about half (causal) or two thirds), plus
-    the softmax (about 5 L span). Working memory: the gathered key/value windows
-    (2 span/B (L, d) buffers), the scores, mask and weights (3 (L, span)), the output."""
+    the softmax (about 5 L span). Working memory with a backward ahead: the saved tiles
+    (L, span), their mask and gradients (3 (L, span) in all), the key/value blocks and
+    the output, all times 3 for the gradients. Without one (the forward pass): the output
+    and its row statistics (L (dv + 2)), a padded copy of k and v unless there is one
+    sequence that fills its blocks, and one chunk of tiles and its mask (about
+    ``CHUNK_BYTES`` each, at least one block's tiles)."""
     n, d = query.length, query.dim
     w = query.hp.get("window", 64)
     reach = min(w, n) - 1
     left, right = reach, 0 if query.causal else reach
     block, n_blocks, before, after, span = band_geometry(n, left, right, block_size(w))
     rows = n_blocks * block
-    grad = 3 if query.backward else 1
-    working = query.itemsize * query.rows * grad * (2 * span * d + 3 * block * span) * n_blocks
-    working += query.itemsize * query.rows * grad * 2 * rows * d
     flops = query.rows * query.passes * (4.0 * rows * span * d + 5.0 * rows * span)
+    if query.backward:
+        working = query.itemsize * query.rows * 3 * (2 * span * d + 3 * block * span) * n_blocks
+        working += query.itemsize * query.rows * 3 * 2 * rows * d
+    else:
+        padded = (before + n_blocks + after) * block
+        copies = 2 * padded * d if query.rows > 1 or n % block else 0
+        working = query.itemsize * query.rows * (rows * (d + 2) + copies)
+        working += 2 * max(CHUNK_BYTES, query.itemsize * block * span)
     return Cost(flops, compulsory_traffic(query), int(working + SLACK_BYTES))
