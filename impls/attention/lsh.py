@@ -58,7 +58,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from impls.attention._banded import band_geometry, banded_attention
+from impls.attention._banded import CHUNK_BYTES, band_geometry, banded_attention
 from impls.attention._validation import check_attention_inputs, compute_dtype, expand_keep
 from impls.costs import SLACK_BYTES, Cost, CostQuery, compulsory_traffic
 
@@ -281,21 +281,33 @@ def analytic_cost(query: CostQuery) -> Cost:
     of them, see ``bucket_levels``) costs 4 L d dirs FLOPs; the sort of 2L items is
     O(L log L) comparisons (no FLOPs); the blocked attention over the 2L sorted items in
     chunks of 2b costs 4 (2L) span d for the score and value GEMMs, span = 4b (causal) or
-    6b (bidirectional), plus the softmax (about 5 (2L) span). Working memory per round
-    (rounds run one after another, but a backward keeps every round's activations, so
-    all rounds are counted): the sorted item vectors and values and their gradients
-    (about 8 (2L, d) buffers), the score tiles, weights and masks (3 (2L, span)), the
-    projections (L dirs)."""
+    6b (bidirectional), plus the softmax (about 5 (2L) span). Working memory with a
+    backward ahead (which keeps every round's activations): the sorted item vectors and
+    values and their gradients (about 8 (2L, d) buffers), the score tiles, weights and
+    masks (3 (2L, span)), the projections (L dirs), per round. Without one (the forward
+    pass; rounds run one after another): the items (2L, d), the key values (L, dv), each
+    round's output (L, dv) and the merged one; for the round in flight the items and
+    values gathered in sorted order and its sorted output ((2L, d + 2 dv)), one chunk of
+    tiles and its mask (``CHUNK_BYTES`` each), and about 36 L int64 indices and codes
+    (bucket ids, sort orders, ranks, gathered codes)."""
     n, d = query.length, query.dim
     rounds = query.hp.get("n_hashes", 2)
     bucket = query.hp.get("bucket_size", 32)
     dirs = sum(f // 2 for f in bucket_levels(number_of_buckets(n, bucket)))
     width = 2 * bucket
-    block, n_blocks, _, _, span = band_geometry(2 * n, width, 0 if query.causal else width, width)
+    block, n_blocks, before, after, span = band_geometry(
+        2 * n, width, 0 if query.causal else width, width
+    )
     items = n_blocks * block
     per_round = 4.0 * n * d * dirs + 4.0 * items * span * d + 5.0 * items * span
-    grad = 3 if query.backward else 1
-    band = grad * (8 * items * d + 3 * items * span) + 2 * n * dirs
-    working = query.itemsize * query.rows * rounds * band
     flops = query.rows * query.passes * rounds * per_round
+    if query.backward:
+        band = 3 * (8 * items * d + 3 * items * span) + 2 * n * dirs
+        working = query.itemsize * query.rows * rounds * band
+    else:
+        padded = (before + n_blocks + after) * block
+        floats = 2 * n * d + n * d + (rounds + 1) * n * d + padded * 2 * d + items * (d + 2)
+        floats += rounds * n * dirs * 2  # the projections of q and k
+        working = query.itemsize * query.rows * floats + 8 * query.rows * 36 * n
+        working += 2 * max(CHUNK_BYTES, query.itemsize * block * span)
     return Cost(flops, compulsory_traffic(query), int(working + SLACK_BYTES))
