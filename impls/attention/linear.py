@@ -28,7 +28,10 @@ and the reversed prefix, in place. The work is 4 L d dv + 2 L C (d + dv) FLOPs: 
 chunk size trades the intra-chunk products (which grow with C) against GEMM efficiency
 (which falls for small C); C = 64 measured best at d = 128 on one CPU thread.
 Memory O(L d + L C + (L/C) d dv): inputs, features, the (C x C) intra-chunk scores and
-the n_c chunk states (no (L, L) and no (L, d, dv) tensor). Bidirectional attention is
+the n_c chunk states (no (L, L) and no (L, d, dv) tensor). Without a backward ahead
+(inference), long inputs run the same scan one row and ``SEGMENT_CHUNKS`` chunks at a
+time, the running state carried between segments (``_segmented_scan``): the chunk
+states and scores then exist for one segment only. Bidirectional attention is
 the closed form phi(Q) (phi(K)^T V) / phi(Q) (phi(K)^T 1) (two GEMMs and two GEMVs).
 
 ``kernel_attention`` also serves Performer, whose causal stabiliser weighs key j for
@@ -90,15 +93,20 @@ def _chunked(x: Tensor, chunk: int, n_chunks: int) -> Tensor:
     return x.reshape(x.shape[0], x.shape[1], n_chunks, chunk, x.shape[-1])
 
 
-def _inclusive_scan_(u: Tensor, shrink: Tensor | None) -> Tensor:
+def _inclusive_scan_(u: Tensor, shrink: Tensor | None, zero_last: bool = True) -> Tensor:
     """In place along dim 1: u_t <- g_t u_{t-1} + u_t (g_t = shrink[:, t], 1 when None);
-    then the last state of each row, which no chunk reads, is zeroed. u (R, T, a, b)."""
-    for t in range(1, u.shape[1]):
-        if shrink is None:
-            u[:, t].add_(u[:, t - 1])
-        else:
-            u[:, t].addcmul_(u[:, t - 1], shrink[:, t, None, None])
-    u[:, -1].zero_()
+    then (``zero_last``) the last state of each row, which no chunk reads, is zeroed.
+    u (R, T, a, b)."""
+    if shrink is None and u.shape[-1] == 1:  # the normalisers: one cumulative sum
+        u.cumsum_(dim=1)  # (for the (d, dv) states the loop is several times faster)
+    else:
+        for t in range(1, u.shape[1]):
+            if shrink is None:
+                u[:, t].add_(u[:, t - 1])
+            else:
+                u[:, t].addcmul_(u[:, t - 1], shrink[:, t, None, None])
+    if zero_last:
+        u[:, -1].zero_()
     return u
 
 
@@ -220,6 +228,71 @@ class _ChunkParallel(torch.autograd.Function):
         return dq.view(*shape, m), dk.view(*shape, m), dvc.view(*shape, dv), None, None, None, None
 
 
+SEGMENT_CHUNKS = 64  # chunks per segment of the forward without a backward ahead
+
+
+def _segmented_scan(fq, fk, vc, weights, decay, shrink, carry) -> Tensor:
+    """``_ChunkParallel``'s forward when no backward follows, one row and one segment of
+    ``SEGMENT_CHUNKS`` chunks at a time, the running state (S, s) carried from segment
+    to segment: the same equations and GEMMs, but the chunk states (T, d, dv) and the
+    intra-chunk scores (T, C, C) exist for one segment only, in buffers reused by every
+    segment (at L = 65,536 and d = dv = 128 the full states are 64 MiB of fresh pages,
+    whose faults alone cost about as much as the GEMM that fills them). Same arguments
+    and result as ``_ChunkParallel.apply``."""
+    rows, n_chunks, chunk, m = fq.shape
+    dv = vc.shape[-1]
+    seg = min(SEGMENT_CHUNKS, n_chunks)
+    out = vc.new_empty(rows, n_chunks, chunk, dv)
+    a_buf, st_buf = fq.new_empty(seg, chunk, chunk), fq.new_empty(seg, m, dv)
+    z_buf, den_buf = fq.new_empty(seg, m, 1), fq.new_empty(seg, chunk, 1)
+
+    def part(factor: Tensor | None, r: int, t0: int, t1: int, shared_dims: int):
+        if factor is None or factor.dim() == shared_dims:  # shared by every chunk
+            return factor
+        return factor[r, t0:t1]
+
+    for r in range(rows):
+        state, norm = fq.new_zeros(m, dv), fq.new_zeros(m, 1)
+        for t0 in range(0, n_chunks, seg):
+            t1 = min(t0 + seg, n_chunks)
+            g = t1 - t0
+            q, k, v = fq[r, t0:t1], fk[r, t0:t1], vc[r, t0:t1]
+            a = torch.bmm(q, k.transpose(1, 2), out=a_buf[:g])
+            w = part(weights, r, t0, t1, 2)
+            if w is None:
+                a.tril_()
+            else:
+                a.mul_(w)
+            d = part(decay, r, t0, t1, 1)
+            kd = k if d is None else k * d[..., None]
+            st = torch.bmm(kd.transpose(1, 2), v, out=st_buf[:g])
+            z = torch.sum(kd, dim=1, out=z_buf[:g, :, 0])[..., None]
+            num, den = out[r, t0:t1], den_buf[:g]
+            torch.mm(q[0], state, out=num[0])  # chunk t0 reads the carried state
+            torch.mm(q[0], norm, out=den[0])
+            if t0 > 0:  # S_t0 = g_t0 S_{t0 - 1} + U_t0, then the scan within the segment
+                grow = 1.0 if shrink is None else shrink[r, t0]
+                st[0].add_(state * grow)
+                z[0].add_(norm * grow)
+            g_seg = None if shrink is None else shrink[r : r + 1, t0:t1]
+            _inclusive_scan_(st[None], g_seg, zero_last=False)
+            _inclusive_scan_(z[None], g_seg, zero_last=False)
+            if g > 1:
+                torch.bmm(q[1:], st[:-1], out=num[1:])
+                torch.bmm(q[1:], z[:-1], out=den[1:])
+            c = part(carry, r, t0, t1, 1)
+            if c is not None:
+                num.mul_(c[..., None])
+                den.mul_(c[..., None])
+            num.baddbmm_(a, v)
+            den = den[..., 0].add_(a.sum(dim=-1))
+            empty = den <= 0  # no visible key (padding), or every weight underflowed
+            den.masked_fill_(empty, 1.0)
+            num.div_(den[..., None]).masked_fill_(empty[..., None], 0.0)
+            state, norm = st[-1].clone(), z[-1].clone()
+    return out
+
+
 def _fixed_decay_factors(gamma: float, chunk: int, dtype: torch.dtype, device):
     """The factors of the decay gamma^(i - j), the same for every chunk, formed in float64:
     (weights (C, C): gamma^(i - j) for j <= i else 0; decay (C,): gamma^(C - 1 - j), a
@@ -299,7 +372,11 @@ def kernel_attention(
     elif gamma is not None:
         weights, decay, shrink, carry = _fixed_decay_factors(gamma, chunk, fq.dtype, v.device)
         shrink = shrink.expand(rows, n_chunks)
-    out = _ChunkParallel.apply(fq, fk, vc, weights, decay, shrink, carry)
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (fq, fk, vc))
+    if not needs_grad and n_chunks > SEGMENT_CHUNKS:
+        out = _segmented_scan(fq, fk, vc, weights, decay, shrink, carry)
+    else:
+        out = _ChunkParallel.apply(fq, fk, vc, weights, decay, shrink, carry)
     return out.reshape(batch, heads, n_chunks * chunk, -1)[:, :, :length]
 
 

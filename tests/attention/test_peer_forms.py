@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 
 from impls import registry
 from impls.attention import _banded
+from impls.attention import linear as linear_module
 from impls.attention._banded import banded_attention
 from impls.attention.decay_linear import decayed_linear_attention
-from impls.attention.linear import kernel_attention, linear_attention
+from impls.attention.linear import elu_features, kernel_attention, linear_attention
 from impls.attention.linformer import LinformerAttention, block_sums, pooled_keys_values
 from impls.attention.local_window import LocalWindowAttention
 from impls.attention.lsh import (
@@ -202,6 +203,46 @@ def test_stabilised_scan_equals_the_dense_weighting(length, chunk, jumps, seed):
     tril = torch.ones(length, length, dtype=torch.bool).tril()
     diff = (factor[..., None, :] - factor[..., :, None]).masked_fill(~tril, -torch.inf)
     _agree(fast, _normalised((phi_q @ phi_k.transpose(-1, -2)) * 2.0**diff, v), inputs)
+
+
+@SETTINGS
+@given(
+    shapes(),
+    st.integers(1, 12),
+    st.sampled_from([1, 2, 5]),
+    st.sampled_from(["plain", "gamma", "levels"]),
+)
+def test_segmented_forward_without_grad_is_the_chunk_parallel_scan(case, chunk, segment, kind):
+    """Without a backward ahead the causal scan runs ``SEGMENT_CHUNKS`` chunks at a time
+    per row, carrying the state: the same output as the autograd path and as the dense
+    definition, for the plain kernel, a fixed decay and Performer's levels."""
+    batch, heads, length, dim, value_dim, seed, _, padding = case
+    (q, k, v), mask = _inputs(batch, heads, length, dim, value_dim, seed, padding)
+    phi_q, phi_k = elu_features(q, k, mask, torch.float64)
+    i = torch.arange(length, dtype=torch.float64)
+    tril = torch.ones(length, length, dtype=torch.bool).tril()
+    extra, factor = {}, torch.ones(length, length, dtype=torch.float64)
+    if kind == "gamma":
+        extra = {"gamma": 0.9}
+        factor = 0.9 ** (i[:, None] - i[None, :]).clamp_min(0)
+    elif kind == "levels":
+        gen = torch.Generator().manual_seed(seed)
+        level = (torch.rand(batch, heads, length, generator=gen, dtype=torch.float64) * 30).cumsum(
+            -1
+        )
+        extra = {"k_factor": level}
+        factor = 2.0 ** (level[..., None, :] - level[..., :, None]).masked_fill(~tril, -torch.inf)
+    default = linear_module.SEGMENT_CHUNKS
+    linear_module.SEGMENT_CHUNKS = segment
+    try:
+        with torch.no_grad():
+            segmented = kernel_attention(phi_q, phi_k, v, causal=True, chunk_size=chunk, **extra)
+    finally:
+        linear_module.SEGMENT_CHUNKS = default
+    whole = kernel_attention(phi_q, phi_k, v, causal=True, chunk_size=chunk, **extra)
+    dense = _normalised((phi_q @ phi_k.transpose(-1, -2)) * factor * tril, v)
+    assert (segmented - whole).abs().max().item() <= TOL if length else True
+    assert (segmented - dense).abs().max().item() <= TOL if length else True
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
