@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from impls.attention._validation import check_attention_inputs, compute_dtype
-from impls.attention.linear import _check_chunk_size, elu_features, kernel_attention
+from impls.attention.linear import _check_chunk_size, elu_attention
 from impls.attention.linear import analytic_cost as _linear_cost
 from impls.costs import Cost, CostQuery
 
@@ -91,9 +91,7 @@ def decayed_linear_attention(
     ct = compute_dtype(q.dtype)
     if key_padding_mask is not None:
         _check_reach(key_padding_mask, gamma, ct)
-    phi_q, phi_k = elu_features(q, k, key_padding_mask, ct)
-    out = kernel_attention(phi_q, phi_k, v.to(ct), causal=True, chunk_size=chunk_size, gamma=gamma)
-    return out.to(q.dtype)
+    return elu_attention(q, k, v, key_padding_mask, causal=True, chunk_size=chunk_size, gamma=gamma)
 
 
 class DecayedLinearAttention(nn.Module):

@@ -31,7 +31,8 @@ Memory O(L d + L C + (L/C) d dv): inputs, features, the (C x C) intra-chunk scor
 the n_c chunk states (no (L, L) and no (L, d, dv) tensor). Without a backward ahead
 (inference), long inputs run the same scan one row and ``SEGMENT_CHUNKS`` chunks at a
 time, the running state carried between segments (``_segmented_scan``): the chunk
-states and scores then exist for one segment only. Bidirectional attention is
+states, scores and (given ``feature_map``) the features then exist for one segment
+only. Bidirectional attention is
 the closed form phi(Q) (phi(K)^T V) / phi(Q) (phi(K)^T 1) (two GEMMs and two GEMVs).
 
 ``kernel_attention`` also serves Performer, whose causal stabiliser weighs key j for
@@ -54,6 +55,7 @@ log(phi(q_i)^T phi(k_j)). Shapes: q/k (batch, heads, Lq|Lk, d), v (batch, heads,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +68,9 @@ from impls.costs import SLACK_BYTES, Cost, CostQuery, compulsory_traffic
 __all__ = [
     "LinearAttention",
     "elu_feature_map",
+    "elu_attention",
     "elu_features",
+    "elu_plus_one",
     "kernel_attention",
     "kernel_attention_reference",
     "linear_attention",
@@ -231,14 +235,18 @@ class _ChunkParallel(torch.autograd.Function):
 SEGMENT_CHUNKS = 64  # chunks per segment of the forward without a backward ahead
 
 
-def _segmented_scan(fq, fk, vc, weights, decay, shrink, carry) -> Tensor:
+def _segmented_scan(
+    fq, fk, vc, weights, decay, shrink, carry, feature_map=None, keep=None
+) -> Tensor:
     """``_ChunkParallel``'s forward when no backward follows, one row and one segment of
     ``SEGMENT_CHUNKS`` chunks at a time, the running state (S, s) carried from segment
     to segment: the same equations and GEMMs, but the chunk states (T, d, dv) and the
     intra-chunk scores (T, C, C) exist for one segment only, in buffers reused by every
     segment (at L = 65,536 and d = dv = 128 the full states are 64 MiB of fresh pages,
     whose faults alone cost about as much as the GEMM that fills them). Same arguments
-    and result as ``_ChunkParallel.apply``."""
+    and result as ``_ChunkParallel.apply``; with ``feature_map``, fq and fk are the raw
+    chunked q and k and each segment's features are formed here (keys where ``keep``
+    (R, T, C) is False zeroed), so no (L, m) feature buffer exists either."""
     rows, n_chunks, chunk, m = fq.shape
     dv = vc.shape[-1]
     seg = min(SEGMENT_CHUNKS, n_chunks)
@@ -257,6 +265,10 @@ def _segmented_scan(fq, fk, vc, weights, decay, shrink, carry) -> Tensor:
             t1 = min(t0 + seg, n_chunks)
             g = t1 - t0
             q, k, v = fq[r, t0:t1], fk[r, t0:t1], vc[r, t0:t1]
+            if feature_map is not None:
+                q, k = feature_map(q), feature_map(k)
+                if keep is not None:
+                    k = k.mul_(keep[r, t0:t1, :, None])
             a = torch.bmm(q, k.transpose(1, 2), out=a_buf[:g])
             w = part(weights, r, t0, t1, 2)
             if w is None:
@@ -308,12 +320,17 @@ def _fixed_decay_factors(gamma: float, chunk: int, dtype: torch.dtype, device):
     return tuple(t.to(dtype) for t in (weights, decay, shrink, carry))
 
 
+def elu_plus_one(x: Tensor) -> Tensor:
+    """phi(x) = elu(x) + 1 as a new tensor (the feature map of ``linear``)."""
+    return F.elu(x).add_(1.0)
+
+
 def elu_features(
     q: Tensor, k: Tensor, key_padding_mask: Tensor | None, dtype: torch.dtype
 ) -> tuple[Tensor, Tensor]:
     """(phi(q), phi(k)) in ``dtype``, phi = elu + 1 (one buffer each), padded keys zeroed."""
-    phi_q = F.elu(q.to(dtype)).add_(1.0)
-    phi_k = F.elu(k.to(dtype)).add_(1.0)
+    phi_q = elu_plus_one(q.to(dtype))
+    phi_k = elu_plus_one(k.to(dtype))
     if key_padding_mask is not None:
         phi_k = phi_k.masked_fill(key_padding_mask[:, None, :, None], 0.0)
     return phi_q, phi_k
@@ -328,6 +345,8 @@ def kernel_attention(
     chunk_size: int = 64,
     k_factor: Tensor | None = None,
     gamma: float | None = None,
+    feature_map: Callable[[Tensor], Tensor] | None = None,
+    key_padding_mask: Tensor | None = None,
 ) -> Tensor:
     """Normalised kernel attention on non-negative features, chunk-parallel when causal.
 
@@ -337,11 +356,28 @@ def kernel_attention(
     2^(k_factor_j - k_factor_i);
     k_factor (N, H, L) must be non-decreasing in j (it is detached), so every factor
     applied is <= 1 (no overflow). Optional fixed decay ``gamma`` in (0, 1] (causal
-    only, not with k_factor): key j <= i is weighted by gamma^(i - j). See the module
-    docstring for the algorithm.
+    only, not with k_factor): key j <= i is weighted by gamma^(i - j). With
+    ``feature_map`` (a new tensor of features from a tensor of rows; not with k_factor),
+    phi_q and phi_k are the raw q and k, and the features (keys padded by
+    ``key_padding_mask`` (N, Lk) zeroed) are formed where they are needed: per segment
+    in the scan without a backward ahead, else all at once. See the module docstring for
+    the algorithm.
     """
     if gamma is not None and (not causal or k_factor is not None):
         raise ValueError("kernel_attention: gamma needs causal=True and no k_factor")
+    keep = None
+    if feature_map is not None:
+        chunks = -(-phi_q.shape[2] // max(1, min(chunk_size, phi_q.shape[2])))
+        needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (phi_q, phi_k, v))
+        if causal and k_factor is None and not needs_grad and chunks > SEGMENT_CHUNKS:
+            if key_padding_mask is not None:
+                keep = (~key_padding_mask)[:, None, :, None].expand(*phi_k.shape[:3], 1)
+        else:  # all at once
+            phi_q = feature_map(phi_q)
+            phi_k = feature_map(phi_k)
+            if key_padding_mask is not None:
+                phi_k = phi_k.masked_fill(key_padding_mask[:, None, :, None], 0.0)
+            feature_map = None
     if not causal:
         state = phi_k.transpose(-1, -2) @ v  # (N, H, m, dv)
         norm = phi_k.sum(dim=2, keepdim=True).transpose(-1, -2)  # (N, H, m, 1)
@@ -373,7 +409,11 @@ def kernel_attention(
         weights, decay, shrink, carry = _fixed_decay_factors(gamma, chunk, fq.dtype, v.device)
         shrink = shrink.expand(rows, n_chunks)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (fq, fk, vc))
-    if not needs_grad and n_chunks > SEGMENT_CHUNKS:
+    if feature_map is not None:
+        if keep is not None:
+            keep = _chunked(keep.to(fk.dtype), chunk, n_chunks).reshape(rows, n_chunks, chunk)
+        out = _segmented_scan(fq, fk, vc, weights, decay, shrink, carry, feature_map, keep)
+    elif not needs_grad and n_chunks > SEGMENT_CHUNKS:
         out = _segmented_scan(fq, fk, vc, weights, decay, shrink, carry)
     else:
         out = _ChunkParallel.apply(fq, fk, vc, weights, decay, shrink, carry)
@@ -411,9 +451,33 @@ def linear_attention(
         q, k, v, causal=causal, key_padding_mask=key_padding_mask, method="linear"
     )
     _check_chunk_size(chunk_size)
+    return elu_attention(q, k, v, key_padding_mask, causal=causal, chunk_size=chunk_size)
+
+
+def elu_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    key_padding_mask: Tensor | None,
+    *,
+    causal: bool,
+    chunk_size: int,
+    gamma: float | None = None,
+) -> Tensor:
+    """``kernel_attention`` on elu+1 features of validated inputs, computed in float32 or
+    float64 (``compute_dtype``) and cast back; the features are formed where the scan
+    needs them (see ``kernel_attention``'s ``feature_map``)."""
     ct = compute_dtype(q.dtype)
-    phi_q, phi_k = elu_features(q, k, key_padding_mask, ct)
-    out = kernel_attention(phi_q, phi_k, v.to(ct), causal=causal, chunk_size=chunk_size)
+    out = kernel_attention(
+        q.to(ct),
+        k.to(ct),
+        v.to(ct),
+        causal=causal,
+        chunk_size=chunk_size,
+        gamma=gamma,
+        feature_map=elu_plus_one,
+        key_padding_mask=key_padding_mask,
+    )
     return out.to(q.dtype)
 
 

@@ -237,8 +237,19 @@ def test_segmented_forward_without_grad_is_the_chunk_parallel_scan(case, chunk, 
     try:
         with torch.no_grad():
             segmented = kernel_attention(phi_q, phi_k, v, causal=True, chunk_size=chunk, **extra)
+            # the layers form their features per segment (padded keys zeroed there)
+            if kind == "plain":
+                lazy = linear_attention(
+                    q, k, v, causal=True, key_padding_mask=mask, chunk_size=chunk
+                )
+            elif kind == "gamma":
+                lazy = decayed_linear_attention(
+                    q, k, v, gamma=0.9, key_padding_mask=mask, chunk_size=chunk
+                )
     finally:
         linear_module.SEGMENT_CHUNKS = default
+    if kind != "levels":
+        assert (lazy - segmented).abs().max().item() <= TOL if length else True
     whole = kernel_attention(phi_q, phi_k, v, causal=True, chunk_size=chunk, **extra)
     dense = _normalised((phi_q @ phi_k.transpose(-1, -2)) * factor * tril, v)
     assert (segmented - whole).abs().max().item() <= TOL if length else True
