@@ -39,12 +39,14 @@ def _step(name, code, share=0.5):
 def test_a_step_past_its_share_is_interrupted_and_the_next_still_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_run, "MIN_STEP_S", 1.0)
     monkeypatch.setattr(gpu_run, "GRACE_S", 2.0)
+    # the hang's limit is 0.1 x 20 s + the probe's unused 1 s = 3 s; the budget leaves
+    # the last step well over the 5 s it needs even on a loaded machine
     steps = [
-        _step("probe", "print('fine')", 0.1),
-        _step("hang", "import time; print('started', flush=True); time.sleep(60)", 0.2),
-        _step("fails", "import sys; sys.exit(4)", 0.7),
+        _step("probe", "print('fine')", 0.05),
+        _step("hang", "import time; print('started', flush=True); time.sleep(60)", 0.1),
+        _step("fails", "import sys; sys.exit(4)", 0.85),
     ]
-    code = gpu_run.execute(steps, tmp_path, budget_s=10.0)
+    code = gpu_run.execute(steps, tmp_path, budget_s=20.0)
     assert code == 1
     assert [s.status for s in steps] == ["ok", "timeout", "failed (exit 4)"]
     assert steps[1].wall_s < 8.0

@@ -87,8 +87,9 @@ PRINTS = _spec("chatty_but_correct", prints)
 
 
 def sleepy(q, k, v, *, causal=False, key_padding_mask=None):
-    """Correct and slow (0.2 s a call): gives an interrupt test time to land mid-run."""
-    time.sleep(0.2)
+    """Correct and slow (0.2 s a call, or ``SLEEPY_SECONDS``): gives an interrupt test
+    time to land mid-run."""
+    time.sleep(float(os.environ.get("SLEEPY_SECONDS", "0.2")))
     return exact_attention(q, k, v, causal=causal, key_padding_mask=key_padding_mask)
 
 

@@ -153,8 +153,14 @@ def test_interrupt_then_resume_gives_the_rows_of_an_uninterrupted_run(tmp_path, 
         methods=INTERRUPTED["methods"],
         lengths=INTERRUPTED["lengths"],
     )
+    # each call of the slow method takes 1 s in this run (0.2 s in the others), so the
+    # rest of the run outlasts any scheduling delay of this loop on a loaded machine
     process = subprocess.Popen(
-        command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        env={**_env(), "SLEEPY_SECONDS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 120
     while _journal_cases(out) < 2 and time.monotonic() < deadline and process.poll() is None:
