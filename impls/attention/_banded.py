@@ -102,11 +102,11 @@ class _BandedTiles(torch.autograd.Function):
     row c of part j is allowed for query row r only if q_codes[i, r] == k_codes[i + j, c]
     (the mask is built per chunk, never for all m blocks at once). The P score tiles
     of a block live side by side in one (P, m, B, B) buffer (one batched GEMM per part,
-    no concatenation), are masked, turned into unnormalised
-    weights in place and normalised on the (B x dv) output. The query blocks are
-    processed in chunks of about ``CHUNK_BYTES`` of tiles, so that the passes over a
-    chunk's tiles run in cache; without a backward ahead (``keep_weights`` False) one
-    chunk's buffer serves every chunk. Returns (out (m, B, dv), lse (m, B), has_key
+    no concatenation), are masked, turned into unnormalised weights in place and
+    normalised on the (B x dv) output. The query blocks are processed in chunks of
+    about ``CHUNK_BYTES`` of tiles, so that the passes over a chunk's tiles run in
+    cache; without a backward ahead (``keep_weights`` False) one chunk's buffer serves
+    every chunk. Returns (out (m, B, dv), lse (m, B), has_key
     (m, B) bool); a row without an allowed key gets out = 0 (and no gradient) and a
     garbage lse, which the caller replaces. The backward reuses the saved unnormalised
     weights E and row sums Z: dS = E * (dO V^T - delta + dlse) / Z with
