@@ -120,9 +120,9 @@ class _BandedTiles(torch.autograd.Function):
         # serves them all (no fresh pages to fault in, no (m, B, span) peak)
         rows = m if keep_weights else steps[0][1]
         tiles = qf.new_empty((parts, rows, qf.shape[1], width))
-        excluded = torch.empty(  # one chunk's mask, reused
-            steps[0][1], qf.shape[1], width, dtype=torch.bool, device=qf.device
-        )
+        excluded = None  # one chunk's mask of differing codes, reused
+        if q_codes is not None:
+            excluded = qf.new_empty((steps[0][1], qf.shape[1], width), dtype=torch.bool)
         top = qf.new_empty((m, qf.shape[1]))
         norm = torch.empty_like(top)
         out = qf.new_empty((m, qf.shape[1], vf.shape[-1]))

@@ -69,8 +69,6 @@ __all__ = [
     "LinearAttention",
     "elu_feature_map",
     "elu_attention",
-    "elu_features",
-    "elu_plus_one",
     "kernel_attention",
     "kernel_attention_reference",
     "linear_attention",
@@ -78,8 +76,8 @@ __all__ = [
 
 
 def elu_feature_map(x: Tensor) -> Tensor:
-    """phi(x) = elu(x) + 1, elementwise, strictly positive."""
-    return F.elu(x) + 1.0
+    """phi(x) = elu(x) + 1, elementwise, strictly positive (one new tensor)."""
+    return F.elu(x).add_(1.0)
 
 
 def _divide(num: Tensor, den: Tensor) -> Tensor:
@@ -124,6 +122,17 @@ def _inclusive_scan_backward_(grad: Tensor, shrink: Tensor | None) -> Tensor:
         else:
             grad[:, t].addcmul_(grad[:, t + 1], shrink[:, t + 1, None, None])
     return grad
+
+
+def _finish_(num: Tensor, den: Tensor, a: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Add the intra-chunk part and divide, in place: num (F, C, dv) += A V, den (F, C, 1)
+    += A 1, out = num / den, 0 where den <= 0 (no visible key, or every weight
+    underflowed). Returns (out (= num), den (F, C) with 1 where empty, empty (F, C))."""
+    num.baddbmm_(a, v)
+    den = den[..., 0].add_(a.sum(dim=-1))
+    empty = den <= 0
+    den.masked_fill_(empty, 1.0)
+    return num.div_(den[..., None]).masked_fill_(empty[..., None], 0.0), den, empty
 
 
 class _ChunkParallel(torch.autograd.Function):
@@ -180,11 +189,7 @@ class _ChunkParallel(torch.autograd.Function):
         if carry is not None:
             num.mul_(carry.reshape(-1, chunk, 1))
             den.mul_(carry.reshape(-1, chunk, 1))
-        num.baddbmm_(a, v3)
-        den = den[..., 0].add_(a.sum(dim=-1))
-        empty = den <= 0  # no visible key (padding), or every weight underflowed
-        den.masked_fill_(empty, 1.0)
-        out = num.div_(den[..., None]).masked_fill_(empty[..., None], 0.0)
+        out, den, empty = _finish_(num, den, a, v3)
         ctx.save_for_backward(
             q3, k3, v3, kd, a, states, norms, den, out, empty, weights, decay, shrink, carry
         )
@@ -296,11 +301,7 @@ def _segmented_scan(
             if c is not None:
                 num.mul_(c[..., None])
                 den.mul_(c[..., None])
-            num.baddbmm_(a, v)
-            den = den[..., 0].add_(a.sum(dim=-1))
-            empty = den <= 0  # no visible key (padding), or every weight underflowed
-            den.masked_fill_(empty, 1.0)
-            num.div_(den[..., None]).masked_fill_(empty[..., None], 0.0)
+            _finish_(num, den, a, v)
             state, norm = st[-1].clone(), z[-1].clone()
     return out
 
@@ -318,22 +319,6 @@ def _fixed_decay_factors(gamma: float, chunk: int, dtype: torch.dtype, device):
     shrink = torch.tensor(math.exp(chunk * log_gamma), dtype=torch.float64, device=device)
     carry = torch.exp((i + 1) * log_gamma)
     return tuple(t.to(dtype) for t in (weights, decay, shrink, carry))
-
-
-def elu_plus_one(x: Tensor) -> Tensor:
-    """phi(x) = elu(x) + 1 as a new tensor (the feature map of ``linear``)."""
-    return F.elu(x).add_(1.0)
-
-
-def elu_features(
-    q: Tensor, k: Tensor, key_padding_mask: Tensor | None, dtype: torch.dtype
-) -> tuple[Tensor, Tensor]:
-    """(phi(q), phi(k)) in ``dtype``, phi = elu + 1 (one buffer each), padded keys zeroed."""
-    phi_q = elu_plus_one(q.to(dtype))
-    phi_k = elu_plus_one(k.to(dtype))
-    if key_padding_mask is not None:
-        phi_k = phi_k.masked_fill(key_padding_mask[:, None, :, None], 0.0)
-    return phi_q, phi_k
 
 
 def kernel_attention(
@@ -365,27 +350,22 @@ def kernel_attention(
     """
     if gamma is not None and (not causal or k_factor is not None):
         raise ValueError("kernel_attention: gamma needs causal=True and no k_factor")
-    keep = None
-    if feature_map is not None:
-        chunks = -(-phi_q.shape[2] // max(1, min(chunk_size, phi_q.shape[2])))
-        needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (phi_q, phi_k, v))
-        if causal and k_factor is None and not needs_grad and chunks > SEGMENT_CHUNKS:
-            if key_padding_mask is not None:
-                keep = (~key_padding_mask)[:, None, :, None].expand(*phi_k.shape[:3], 1)
-        else:  # all at once
-            phi_q = feature_map(phi_q)
-            phi_k = feature_map(phi_k)
-            if key_padding_mask is not None:
-                phi_k = phi_k.masked_fill(key_padding_mask[:, None, :, None], 0.0)
-            feature_map = None
+    batch, heads, length, m = phi_q.shape
+    chunk = max(1, min(chunk_size, length))
+    n_chunks = -(-length // chunk)
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (phi_q, phi_k, v))
+    # no backward ahead and more than one segment: the segmented scan (features per segment)
+    segmented = causal and not needs_grad and n_chunks > SEGMENT_CHUNKS
+    if feature_map is not None and not (segmented and k_factor is None):  # all at once
+        phi_q, phi_k = feature_map(phi_q), feature_map(phi_k)
+        if key_padding_mask is not None:
+            phi_k = phi_k.masked_fill(key_padding_mask[:, None, :, None], 0.0)
+        feature_map = None
     if not causal:
         state = phi_k.transpose(-1, -2) @ v  # (N, H, m, dv)
         norm = phi_k.sum(dim=2, keepdim=True).transpose(-1, -2)  # (N, H, m, 1)
         return _divide(phi_q @ state, (phi_q @ norm)[..., 0])
-    batch, heads, length, m = phi_q.shape
     rows = batch * heads
-    chunk = max(1, min(chunk_size, length))
-    n_chunks = -(-length // chunk)
     fq = _chunked(phi_q, chunk, n_chunks).reshape(rows, n_chunks, chunk, m)
     fk = _chunked(phi_k, chunk, n_chunks).reshape(rows, n_chunks, chunk, m)
     vc = _chunked(v, chunk, n_chunks).reshape(rows, n_chunks, chunk, -1)
@@ -408,13 +388,12 @@ def kernel_attention(
     elif gamma is not None:
         weights, decay, shrink, carry = _fixed_decay_factors(gamma, chunk, fq.dtype, v.device)
         shrink = shrink.expand(rows, n_chunks)
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (fq, fk, vc))
-    if feature_map is not None:
-        if keep is not None:
-            keep = _chunked(keep.to(fk.dtype), chunk, n_chunks).reshape(rows, n_chunks, chunk)
+    if segmented:
+        keep = None
+        if feature_map is not None and key_padding_mask is not None:
+            keep = (~key_padding_mask).to(fk.dtype)[:, None, :, None].expand(batch, heads, -1, 1)
+            keep = _chunked(keep, chunk, n_chunks).reshape(rows, n_chunks, chunk)
         out = _segmented_scan(fq, fk, vc, weights, decay, shrink, carry, feature_map, keep)
-    elif not needs_grad and n_chunks > SEGMENT_CHUNKS:
-        out = _segmented_scan(fq, fk, vc, weights, decay, shrink, carry)
     else:
         out = _ChunkParallel.apply(fq, fk, vc, weights, decay, shrink, carry)
     return out.reshape(batch, heads, n_chunks * chunk, -1)[:, :, :length]
@@ -475,7 +454,7 @@ def elu_attention(
         causal=causal,
         chunk_size=chunk_size,
         gamma=gamma,
-        feature_map=elu_plus_one,
+        feature_map=elu_feature_map,
         key_padding_mask=key_padding_mask,
     )
     return out.to(q.dtype)

@@ -23,7 +23,7 @@ from impls.attention import _banded
 from impls.attention import linear as linear_module
 from impls.attention._banded import banded_attention
 from impls.attention.decay_linear import decayed_linear_attention
-from impls.attention.linear import elu_features, kernel_attention, linear_attention
+from impls.attention.linear import elu_feature_map, kernel_attention, linear_attention
 from impls.attention.linformer import LinformerAttention, block_sums, pooled_keys_values
 from impls.attention.local_window import LocalWindowAttention
 from impls.attention.lsh import (
@@ -218,7 +218,9 @@ def test_segmented_forward_without_grad_is_the_chunk_parallel_scan(case, chunk, 
     definition, for the plain kernel, a fixed decay and Performer's levels."""
     batch, heads, length, dim, value_dim, seed, _, padding = case
     (q, k, v), mask = _inputs(batch, heads, length, dim, value_dim, seed, padding)
-    phi_q, phi_k = elu_features(q, k, mask, torch.float64)
+    phi_q, phi_k = elu_feature_map(q), elu_feature_map(k)
+    if mask is not None:
+        phi_k = phi_k.masked_fill(mask[:, None, :, None], 0.0)
     i = torch.arange(length, dtype=torch.float64)
     tril = torch.ones(length, length, dtype=torch.bool).tril()
     extra, factor = {}, torch.ones(length, length, dtype=torch.float64)
