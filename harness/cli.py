@@ -41,6 +41,7 @@ COMMAND_MODULES = (
     "harness.commands.conformance",
     "harness.commands.gpu_run",
     "harness.commands.associative_recall",
+    "harness.commands.mqar_summary",
     "harness.commands.asv_dashboard",
 )
 

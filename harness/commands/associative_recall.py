@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                 heads=args.heads,
                 lr=args.lr,
                 eval_examples=args.eval_examples,
-                seed=args.seed,
+                seeds=args.seeds,
             )
     except ValueError as exc:  # bad task settings (e.g. length < 4 * num_pairs)
         print(f"error: {exc}", file=sys.stderr)
@@ -76,7 +76,6 @@ _SETTINGS = (
     ("--heads", int, "attention heads per block"),
     ("--lr", float, "AdamW learning rate"),
     ("--eval-examples", int, "held-out sequences scored for accuracy"),
-    ("--seed", int, "seed for data, initialisation and order"),
 )
 
 
@@ -109,6 +108,16 @@ def register(subparsers) -> None:
         parser.add_argument(
             flag, type=kind, default=DEFAULTS[key], help=f"{text} (default: %(default)s)"
         )
+    parser.add_argument(
+        "--seeds",
+        "--seed",
+        nargs="+",
+        type=int,
+        default=[DEFAULTS["seed"]],
+        metavar="S",
+        help="seeds for data, initialisation and order; each (method, L) trains once per "
+        "seed, and several seeds print means with 95%% intervals (default: %(default)s)",
+    )
     parser.add_argument("--output", default="results/mqar.json", help="JSON file to write")
     add_isolation_arguments(parser, timeout_s=4 * 3600.0)
     parser.set_defaults(func=run)

@@ -499,9 +499,10 @@ def run_grid(
     output: str | Path | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     runner: Any = None,
+    seeds: Sequence[int] | None = None,
     **settings: Any,
 ) -> list[dict[str, Any]]:
-    """One row per (method, length): ``status`` "ok" (with :func:`train_and_evaluate`'s
+    """One row per (method, length, seed): ``status`` "ok" (with :func:`train_and_evaluate`'s
     fields), "skipped" (``reason``: the registry's, e.g. bidirectional only, CUDA only) or
     "error" (``error``: "ExceptionType: message" of whatever the method raised). A method
     name the registry does not know is an error row too. ``settings`` go to
@@ -513,10 +514,21 @@ def run_grid(
     settings are written as JSON (``harness.results.write_json_atomic``) after every row,
     so an interrupted grid keeps what it finished; ``progress(row)`` is called after every
     row. Task settings that :func:`make_mqar` refuses (e.g. a length < 4 * num_pairs)
-    raise its ValueError before anything is trained."""
+    raise its ValueError before anything is trained.
+
+    ``seeds`` (distinct ints; default: the one ``seed`` of ``settings``) trains every
+    (method, length) once per seed, seeds innermost; every row holds its ``seed``, and
+    :mod:`harness.tasks.recall_summary` turns the rows into means with intervals."""
+    if seeds is not None and "seed" in settings:
+        raise ValueError("give seeds or seed, not both")
     merged = {**DEFAULTS, **settings}
+    seed_list = [merged["seed"]] if seeds is None else list(seeds)
+    if not seed_list or len(set(seed_list)) != len(seed_list):
+        raise ValueError(f"seeds must be distinct ints, at least one, got {seeds!r}")
+    merged["seed"] = seed_list[0]
     for length in lengths:  # bad task settings fail before any training
-        make_mqar(1, length, merged["num_pairs"], merged["vocab_size"], merged["seed"])
+        for seed in seed_list:
+            make_mqar(1, length, merged["num_pairs"], merged["vocab_size"], seed)
     head_dim = merged["dim"] // merged["heads"]
     rows: list[dict[str, Any]] = []
     for method in methods:
@@ -529,42 +541,80 @@ def run_grid(
         except Exception as exc:  # unknown name, broken plugin: an error row
             error = f"{type(exc).__name__}: {exc}"
         for length in lengths:
-            row: dict[str, Any] = {"method": name, "length": length}
-            if error is not None:
-                row |= {"status": "error", "error": error}
-            elif reason is not None:
-                row |= {"status": "skipped", "reason": reason}
-            elif runner is not None:
-                # a name travels to the worker, which resolves it itself (a spec's factory
-                # may not pickle); a spec given as an object is sent as it is
-                target = method if isinstance(method, str) else spec
-                outcome = runner.call(train_and_evaluate, target, length, **settings)
-                if outcome.ok:
-                    row |= {"status": "ok", **outcome.value}
-                else:  # raised, hung, aborted or ran out of memory in the worker
-                    row |= {"status": outcome.status, "error": outcome.message}
-            else:
-                try:
-                    row |= {"status": "ok", **train_and_evaluate(spec, length, **settings)}
-                except Exception as exc:  # a method that raises is a row, not a crash
-                    row |= {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
-            rows.append(row)
-            if output is not None:
-                write_json_atomic(
-                    output,
-                    {"task": "mqar", "settings": merged, "lengths": list(lengths), "rows": rows},
+            for seed in seed_list:
+                rows.append(
+                    _grid_row(method, name, spec, length, seed, error, reason, runner, settings)
                 )
-            if progress is not None:
-                progress(row)
+                if output is not None:
+                    write_json_atomic(
+                        output,
+                        {
+                            "task": "mqar",
+                            "settings": merged,
+                            "lengths": list(lengths),
+                            "seeds": seed_list,
+                            "rows": rows,
+                        },
+                    )
+                if progress is not None:
+                    progress(rows[-1])
     return rows
+
+
+def _grid_row(
+    method: str | Method,
+    name: str,
+    spec: Method | None,
+    length: int,
+    seed: int,
+    error: str | None,
+    reason: str | None,
+    runner: Any,
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """One row of :func:`run_grid` (its docstring): trained, skipped or an error."""
+    settings = {**settings, "seed": seed}
+    row: dict[str, Any] = {"method": name, "length": length, "seed": seed}
+    if error is not None:
+        row |= {"status": "error", "error": error}
+    elif reason is not None:
+        row |= {"status": "skipped", "reason": reason}
+    elif runner is not None:
+        # a name travels to the worker, which resolves it itself (a spec's factory
+        # may not pickle); a spec given as an object is sent as it is
+        target = method if isinstance(method, str) else spec
+        outcome = runner.call(train_and_evaluate, target, length, **settings)
+        if outcome.ok:
+            row |= {"status": "ok", **outcome.value}
+        else:  # raised, hung, aborted or ran out of memory in the worker
+            row |= {"status": outcome.status, "error": outcome.message}
+    else:
+        try:
+            row |= {"status": "ok", **train_and_evaluate(spec, length, **settings)}
+        except Exception as exc:  # a method that raises is a row, not a crash
+            row |= {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
+    return row
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """Accuracy by L: one line per method, one column per length; "skip" / "error" where
-    the row is not ok, with the reasons listed below the table."""
+    the row is not ok, with the reasons listed below the table. Rows of several seeds per
+    (method, L) give :func:`harness.tasks.recall_summary.format_summary`'s tables (means
+    with intervals, paired differences to sdpa) above those reasons."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
     lengths = list(dict.fromkeys(r["length"] for r in rows))
     cell = {(r["method"], r["length"]): r for r in rows}
+    if len(cell) < len(rows):  # several seeds
+        from harness.tasks.recall_summary import format_summary, summarise
+
+        notes = {
+            r["method"]: f"{r['status']}: {r.get('reason') or r.get('error')}"
+            for r in reversed(rows)
+            if r["status"] != "ok"
+        }
+        return "\n".join(
+            [format_summary(summarise(rows)), *(f"  {m}: {t}" for m, t in notes.items())]
+        )
     width = max([len("method"), *(len(m) for m in methods)])
     lines = ["method".ljust(width) + "".join(f"{'L=' + str(n):>10}" for n in lengths)]
     notes: dict[str, str] = {}
