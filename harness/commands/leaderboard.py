@@ -44,6 +44,7 @@ def _config(args):
         "seeds": tuple(args.seeds) if args.seeds else None,
         "mqar_lengths": () if args.no_mqar else (tuple(args.mqar_lengths) or None),
         "mqar_steps": args.mqar_steps,
+        "mqar_seeds": tuple(args.mqar_seeds) if args.mqar_seeds else None,
         "long_history_len": args.long_history_len,
         "long_history_epochs": args.long_history_epochs,
         "synthetic_users": args.synthetic_users,
@@ -221,6 +222,14 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--mqar-steps", type=int, default=None, help="associative-recall training steps (300)"
+    )
+    parser.add_argument(
+        "--mqar-seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="associative-recall seeds; with several, the column shows means with 95%% "
+        "intervals and ties with sdpa (default: the first of --seeds)",
     )
     parser.add_argument("--no-mqar", action="store_true", help="leave out the MQAR column")
     parser.add_argument(

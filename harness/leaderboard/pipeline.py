@@ -31,9 +31,11 @@
    (``harness.seqrec``), plus its epoch time and training-step peak memory.
 6. **associative recall**: held-out accuracy of the fixed MQAR model
    (``harness.tasks.associative_recall``) with this attention at each of ``mqar_lengths``
-   (``mqar_steps`` training steps, the first seed), for causal methods and the LISA
-   layers: the long-range column, which separates methods that the downstream scores
-   tie (``mqar_lengths=()`` leaves it out).
+   (``mqar_steps`` training steps; each of ``mqar_seeds``, by default the first of
+   ``seeds``), for causal methods and the LISA layers: the long-range column, which
+   separates methods that the downstream scores tie (``mqar_lengths=()`` leaves it out).
+   With several seeds the cell is the mean with its 95% t-interval, and a method whose
+   difference to sdpa, paired by seed, is within noise is marked a tie.
 7. **long history**: the downstream model again with the window widened to
    ``long_history_len`` (``long_history_epochs`` epochs, the first seed): quality and
    epoch time where a linear-time method's cost advantage is real (off in the quick
@@ -93,6 +95,7 @@ class LeaderboardConfig:
     seeds: tuple[int, ...] = (0,)
     mqar_lengths: tuple[int, ...] = (256,)
     mqar_steps: int = 300
+    mqar_seeds: tuple[int, ...] = ()  # the MQAR column's seeds; () = the first of seeds
     long_history_len: int | None = None
     long_history_epochs: int = 5
     synthetic_users: int = 600
@@ -149,6 +152,11 @@ class LeaderboardConfig:
             )
         if int(self.mqar_steps) < 1:
             raise ValueError(f"mqar_steps must be >= 1, got {self.mqar_steps!r}")
+        seeds = list(self.mqar_seeds)
+        if len(set(seeds)) != len(seeds) or any(
+            isinstance(s, bool) or not isinstance(s, int) for s in seeds
+        ):
+            raise ValueError(f"mqar_seeds must be distinct ints, got {self.mqar_seeds!r}")
         if self.long_history_len is not None and (
             isinstance(self.long_history_len, bool)
             or not isinstance(self.long_history_len, int)
@@ -521,22 +529,33 @@ def stage_long_history(name: str, cfg: LeaderboardConfig, plugins, progress: boo
 
 
 def stage_mqar(name: str, cfg: LeaderboardConfig, plugins: Sequence[str]) -> dict:
-    """(worker) MQAR accuracy of ``name`` at each of ``cfg.mqar_lengths``:
-    ``{"lengths", "accuracy", "chance", "steps", "seed", "train_seconds"}``."""
+    """(worker) MQAR accuracy of ``name`` at each of ``cfg.mqar_lengths``, trained once
+    per seed of ``cfg.mqar_seeds`` (default: the first of ``cfg.seeds``):
+    ``{"lengths", "accuracy" (the mean over the seeds, per length), "seeds", "per_seed"
+    (per length, the accuracy of each seed), "half_width" (per length, of the 95%
+    t-interval; None with one seed), "chance", "steps", "seed" (the first), "train_seconds"
+    (per length, summed over the seeds)}``."""
+    from harness.seqrec.statistics import mean_interval
     from harness.tasks import associative_recall as ar
 
     method = ar.LAYER_METHODS.get(name) or _spec_in_worker(name, plugins)
-    seed = cfg.seeds[0]
+    seeds = list(cfg.mqar_seeds) or [cfg.seeds[0]]
     runs = [
-        ar.train_and_evaluate(method, n, steps=cfg.mqar_steps, seed=seed) for n in cfg.mqar_lengths
+        [ar.train_and_evaluate(method, n, steps=cfg.mqar_steps, seed=s) for s in seeds]
+        for n in cfg.mqar_lengths
     ]
+    per_seed = [[r["accuracy"] for r in at_length] for at_length in runs]
+    intervals = [mean_interval(values) for values in per_seed]
     return {
         "lengths": list(cfg.mqar_lengths),
-        "accuracy": [r["accuracy"] for r in runs],
-        "chance": runs[0]["chance"],
+        "accuracy": [i.mean for i in intervals],
+        "seeds": seeds,
+        "per_seed": per_seed,
+        "half_width": [i.half_width for i in intervals],
+        "chance": runs[0][0]["chance"],
         "steps": cfg.mqar_steps,
-        "seed": seed,
-        "train_seconds": [round(r["train_seconds"], 3) for r in runs],
+        "seed": seeds[0],
+        "train_seconds": [round(sum(r["train_seconds"] for r in at), 3) for at in runs],
     }
 
 

@@ -147,22 +147,67 @@ def _quality_cell(down: dict, key: str) -> Cell:
     return Cell(text, mean, f"{n} seeds but no standard deviation recorded: no interval")
 
 
-def _mqar_cell(row: dict) -> Cell:
-    """Accuracy at the longest MQAR length measured, every length in the tooltip."""
+def _mqar_cell(row: dict, sdpa: dict | None = None) -> Cell:
+    """Accuracy at the longest MQAR length measured, every length in the tooltip. With
+    several seeds: the mean ± the half-width of its 95% t-interval, and against the
+    document's ``sdpa`` row trained on the same seeds the paired difference, a tie
+    (``≈ sdpa``) when its interval contains 0."""
     mqar = row.get("mqar") or {}
     lengths, acc = mqar.get("lengths") or [], mqar.get("accuracy") or []
-    pairs = [(n, finite(a)) for n, a in zip(lengths, acc, strict=False)]
-    pairs = [(n, a) for n, a in pairs if a is not None]
-    if not pairs:
+    half = mqar.get("half_width") or [None] * len(lengths)
+    per_seed = mqar.get("per_seed") or [None] * len(lengths)
+    found = [
+        (n, finite(a), finite(h), s)
+        for n, a, h, s in zip(lengths, acc, half, per_seed, strict=False)
+        if finite(a) is not None
+    ]
+    if not found:
         stage = (row.get("stages") or {}).get("mqar")
         return Cell("-", None, f"mqar stage: {stage}" if stage and stage != "ok" else "not run")
-    n, a = pairs[-1]
-    by_length = ", ".join(f"L={m}: {x:.3f}" for m, x in pairs)
+    n, a, h, values = found[-1]
+    by_length = ", ".join(
+        f"L={m}: {x:.3f}" + (f" ± {w:.3f}" if w is not None else "") for m, x, w, _ in found
+    )
+    seeds = mqar.get("seeds") or [mqar.get("seed")]
     title = (
         f"held-out accuracy by length ({by_length}); chance {finite(mqar.get('chance')) or 0:.3f}; "
-        f"{mqar.get('steps')} steps, seed {mqar.get('seed')}"
+        f"{mqar.get('steps')} steps, seed{'s' if len(seeds) > 1 else ''} "
+        f"{', '.join(str(s) for s in seeds)}"
     )
-    return Cell(f"{a:.3f} @ L={n}", a, title)
+    text = f"{a:.3f} @ L={n}" if h is None else f"{a:.3f} ± {h:.3f} @ L={n}"
+    tie = _mqar_tie(mqar, n, values, sdpa) if row.get("method") != "sdpa" else None
+    if tie is not None:
+        title += f"; {tie[1]}"
+        if tie[0]:
+            text += " ≈ sdpa"
+    return Cell(text, a, title)
+
+
+def _mqar_tie(mqar: dict, length: int, values, sdpa: dict | None) -> tuple[bool, str] | None:
+    """(within noise, sentence) of the paired difference to sdpa's MQAR accuracy at
+    ``length`` on the seeds both rows trained; None without two shared seeds."""
+    from harness.seqrec.statistics import paired_difference
+
+    ref = (sdpa or {}).get("mqar") or {}
+    if not values or length not in (ref.get("lengths") or []) or not ref.get("per_seed"):
+        return None
+    ref_values = ref["per_seed"][ref["lengths"].index(length)]
+    mine = dict(zip(mqar.get("seeds") or [], values, strict=False))
+    theirs = dict(zip(ref.get("seeds") or [], ref_values, strict=False))
+    shared = {
+        s: mine[s]
+        for s in mine
+        if s in theirs and finite(mine[s]) is not None and finite(theirs[s]) is not None
+    }
+    if len(shared) < 2:
+        return None
+    diff = paired_difference(shared, {s: theirs[s] for s in shared})
+    d = diff.difference
+    verdict = "within noise: a tie" if diff.within_noise else "outside noise"
+    return bool(diff.within_noise), (
+        f"minus sdpa at L={length}, paired over {len(shared)} seeds: "
+        f"{d.mean:+.3f} ± {d.half_width:.3f} ({verdict})"
+    )
 
 
 def _long_history_cells(row: dict, sdpa: dict | None) -> tuple[Cell, Cell]:
@@ -309,7 +354,7 @@ def table_rows(doc: dict) -> list[dict[str, Cell]]:
             "crossover": _crossover_cell(speed),
             "hr10": _quality_cell(down, "HR@10"),
             "ndcg10": _quality_cell(down, "NDCG@10"),
-            "mqar": _mqar_cell(r),
+            "mqar": _mqar_cell(r, sdpa),
             "long_ndcg": long_ndcg,
             "long_time": long_time,
             "epoch_s": _num(down.get("epoch_time_s"), "{:.2f}"),
@@ -487,7 +532,9 @@ def reproduce_command(doc: dict, row: dict) -> tuple[str, list[str]]:
         if key in _SWITCHED_OFF and value in (None, [], ()):
             if preset is None or not _same(preset.get(key), value):
                 parts.append(_SWITCHED_OFF[key])  # a column left out
-        elif option is not None and option[1] and value is not None:
+        elif value in ([], ()) and preset is not None and _same(preset.get(key), value):
+            continue  # an empty default (e.g. mqar_seeds: the first of --seeds)
+        elif option is not None and option[1] and value not in (None, [], ()):
             values = value if isinstance(value, list | tuple) else [value]
             parts += [option[0], *(_arg(v) for v in values)]
         elif preset is None or key not in preset or not _same(preset[key], value):

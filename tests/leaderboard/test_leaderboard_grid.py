@@ -200,6 +200,51 @@ def test_mqar_settings_are_checked_and_the_cell_shows_the_longest_length():
     assert missing.text == "-" and missing.sort is None and "timeout" in missing.title
 
 
+def _mqar(seeds, per_seed, lengths=(256,)):
+    from harness.seqrec.statistics import mean_interval
+
+    intervals = [mean_interval(v) for v in per_seed]
+    return {"lengths": list(lengths), "accuracy": [i.mean for i in intervals], "seeds": seeds,
+            "per_seed": per_seed, "half_width": [i.half_width for i in intervals],
+            "chance": 0.03125, "steps": 300, "seed": seeds[0]}  # fmt: skip
+
+
+def test_mqar_seeds_give_intervals_and_ties_with_sdpa():
+    from harness.leaderboard.report import _mqar_cell
+
+    LeaderboardConfig(mqar_seeds=(0, 1, 2)).check()
+    for bad in ((1, 1), (0, True), (0, 1.5)):
+        with pytest.raises(ValueError, match="mqar_seeds"):
+            LeaderboardConfig(mqar_seeds=bad).check()
+    sdpa = {"method": "sdpa", "mqar": _mqar([0, 1, 2], [[0.99, 1.0, 0.98]])}
+    near = {"method": "lsh", "mqar": _mqar([0, 1, 2], [[0.97, 1.0, 0.99]])}
+    far = {"method": "linear", "mqar": _mqar([0, 1, 2], [[0.21, 0.2, 0.22]])}
+    cell = _mqar_cell(near, sdpa)
+    # mean 0.9867, sd 0.01528, t(0.975, 2) = 4.303: half-width 0.038
+    assert cell.text == "0.987 ± 0.038 @ L=256 ≈ sdpa" and "within noise" in cell.title
+    assert "seeds 0, 1, 2" in cell.title
+    far_cell = _mqar_cell(far, sdpa)
+    assert far_cell.text == "0.210 ± 0.025 @ L=256" and "outside noise" in far_cell.title
+    assert "≈" not in _mqar_cell(sdpa, sdpa).text
+    # pairing needs two shared seeds: other seeds give the interval but no verdict
+    other = {"method": "lsh", "mqar": _mqar([5, 6], [[0.97, 0.99]])}
+    assert "sdpa" not in _mqar_cell(other, sdpa).title
+    one_shared = {"method": "lsh", "mqar": _mqar([2, 9], [[0.97, 0.99]])}
+    assert "sdpa" not in _mqar_cell(one_shared, sdpa).title
+
+
+def test_stage_mqar_trains_each_seed_at_each_length():
+    cfg = LeaderboardConfig(mqar_lengths=(32,), mqar_steps=2, seeds=(7,), mqar_seeds=(3, 4))
+    out = pipeline.stage_mqar("linear", cfg, [])
+    assert out["seeds"] == [3, 4] and out["seed"] == 3 and len(out["per_seed"][0]) == 2
+    assert out["accuracy"][0] == pytest.approx(sum(out["per_seed"][0]) / 2)
+    assert out["half_width"][0] is not None
+    one = pipeline.stage_mqar("linear", LeaderboardConfig(mqar_lengths=(32,), mqar_steps=2,
+                                                          seeds=(3,)), [])  # fmt: skip
+    assert one["seeds"] == [3] and one["half_width"] == [None]
+    assert one["per_seed"][0][0] == out["per_seed"][0][0]  # seed 3 alone: the same run
+
+
 def test_long_history_settings_are_checked_and_the_cells_compare_with_sdpa():
     from harness.leaderboard.report import _long_history_cells
 

@@ -278,6 +278,17 @@ def test_the_reproduce_command_rebuilds_the_configuration(board):
     assert "--no-long-history" in text and "--no-mqar" in text and notes == []
     rebuilt = asdict(command._config(parser.parse_args(shlex.split(text)[3:])))
     assert rebuilt["long_history_len"] is None and rebuilt["mqar_lengths"] == ()
+    # MQAR seeds of their own travel as their option; the empty default adds nothing
+    seeded = {**asdict(LeaderboardConfig.full()), "mqar_seeds": [0, 1, 2]}
+    text, notes = reproduce_command(
+        {"configs": {"h": seeded}}, {"method": "linear", "config_hash": "h"}
+    )
+    assert "--mqar-seeds 0 1 2" in text and notes == []
+    assert asdict(command._config(parser.parse_args(shlex.split(text)[3:])))["mqar_seeds"] == (
+        0,
+        1,
+        2,
+    )
     assert rebuilt["long_history_epochs"] == 25 and rebuilt["quick"] is False
 
 
