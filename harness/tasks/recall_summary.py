@@ -171,7 +171,7 @@ def format_summary(summary: Sequence[dict[str, Any]], reference: str | None = "s
             lines.append(row)
         return lines
 
-    seeds = sorted({s for e in summary for s in e["seeds"]}, key=str)
+    seeds = sorted({s for e in summary for s in e["seeds"]}, key=lambda s: (s is None, s or 0))
     level = next((e["accuracy"]["level"] for e in summary if e["accuracy"]), 0.95)
     lines = [f"accuracy, mean ± {level:.0%} t-interval half-width over seeds {seeds}"]
     lines += table(_accuracy_text)

@@ -166,3 +166,8 @@ def test_cli_seeds_and_summary(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["mqar-summary", str(first), str(bad)]) == 2
     assert "eval_examples" in capsys.readouterr().err
+
+
+def test_the_header_lists_seeds_in_numeric_order():
+    rows = [_row("sdpa", 16, s, 0.9) for s in (10, 2)]
+    assert "seeds [2, 10]" in format_summary(summarise(rows)).splitlines()[0]
