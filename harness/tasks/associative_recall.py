@@ -604,20 +604,17 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     methods = list(dict.fromkeys(r["method"] for r in rows))
     lengths = list(dict.fromkeys(r["length"] for r in rows))
     cell = {(r["method"], r["length"]): r for r in rows}
+    notes: dict[str, str] = {}  # each method's first row that is not ok
+    for r in rows:
+        if r["status"] != "ok":
+            notes.setdefault(r["method"], f"{r['status']}: {r.get('reason') or r.get('error')}")
+    reasons = [f"  {m}: {note}" for m, note in notes.items()]
     if len(cell) < len(rows):  # several seeds
         from harness.tasks.recall_summary import format_summary, summarise
 
-        notes = {
-            r["method"]: f"{r['status']}: {r.get('reason') or r.get('error')}"
-            for r in reversed(rows)
-            if r["status"] != "ok"
-        }
-        return "\n".join(
-            [format_summary(summarise(rows)), *(f"  {m}: {t}" for m, t in notes.items())]
-        )
+        return "\n".join([format_summary(summarise(rows)), *reasons])
     width = max([len("method"), *(len(m) for m in methods)])
     lines = ["method".ljust(width) + "".join(f"{'L=' + str(n):>10}" for n in lengths)]
-    notes: dict[str, str] = {}
     for m in methods:
         out = m.ljust(width)
         for n in lengths:
@@ -628,8 +625,6 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
                 text = f"{r['accuracy']:.3f}"
             else:
                 text = {"skipped": "skip", "error": "error"}.get(r["status"], r["status"])
-                notes.setdefault(m, f"{r['status']}: {r.get('reason') or r.get('error')}")
             out += f"{text:>10}"
         lines.append(out)
-    lines += [f"  {m}: {note}" for m, note in notes.items()]
-    return "\n".join(lines)
+    return "\n".join(lines + reasons)
