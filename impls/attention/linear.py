@@ -190,8 +190,9 @@ class _ChunkParallel(torch.autograd.Function):
             num.mul_(carry.reshape(-1, chunk, 1))
             den.mul_(carry.reshape(-1, chunk, 1))
         out, den, empty = _finish_(num, den, a, v3)
+        del kd  # not saved: the backward applies ``decay`` to K du instead (no copy of K)
         ctx.save_for_backward(
-            q3, k3, v3, kd, a, states, norms, den, out, empty, weights, decay, shrink, carry
+            q3, k3, v3, a, states, norms, den, out, empty, weights, decay, shrink, carry
         )
         ctx.shape = (rows, n_chunks, chunk, m, dv)
         return out.view(rows, n_chunks, chunk, dv)
@@ -199,8 +200,8 @@ class _ChunkParallel(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        q3, k3, v3, kd, a, states, norms, den, out, empty = ctx.saved_tensors[:10]
-        weights, decay, shrink, carry = ctx.saved_tensors[10:]
+        q3, k3, v3, a, states, norms, den, out, empty = ctx.saved_tensors[:9]
+        weights, decay, shrink, carry = ctx.saved_tensors[9:]
         rows, n_chunks, chunk, m, dv = ctx.shape
         flat = rows * n_chunks
         # out = num / den: d num = g / den, d den = -sum(g * out) / den (0 where empty,
@@ -232,7 +233,11 @@ class _ChunkParallel(torch.autograd.Function):
         if decay is not None:
             dk.mul_(decay.reshape(-1, chunk, 1))
         dk.baddbmm_(da.transpose(1, 2), q3)
-        dvc = torch.bmm(a.transpose(1, 2), gn).baddbmm_(kd, du)
+        dvc = torch.bmm(a.transpose(1, 2), gn)
+        if decay is None:
+            dvc.baddbmm_(k3, du)
+        else:  # (decay K) du = decay (K du): one (C, dv) product, not a copy of K
+            dvc.add_(torch.bmm(k3, du).mul_(decay.reshape(-1, chunk, 1)))
         shape = (rows, n_chunks, chunk)
         return dq.view(*shape, m), dk.view(*shape, m), dvc.view(*shape, dv), None, None, None, None
 

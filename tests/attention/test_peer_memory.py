@@ -1,0 +1,42 @@
+"""Bidirectional Performer keeps its (L, m) feature tensors to the minimum: without a
+backward ahead the keys are reduced to their (m, dv) state before any query feature
+exists (one (L, m) tensor alive at a time); with a backward, the two feature tensors
+are saved and the written-out backward holds one more (L, m) gradient at a time.
+Peaks are heap bytes measured with memray, deterministic for a given shape."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.measure import peak_memory_bytes
+from impls.attention.performer import PerformerAttention
+
+pytest.importorskip("memray", reason="memray measures the heap peak; not installed")
+
+
+@pytest.mark.parametrize("backward", [False, True])
+def test_bidirectional_performer_peak_is_within_the_feature_bound(backward):
+    length, dim, features = 4096, 16, 256
+    attn = PerformerAttention(dim, 1, nb_features=features)
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 1, length, dim, generator=g).requires_grad_() for _ in range(3))
+
+    def call():
+        if not backward:
+            with torch.no_grad():
+                return attn(q, k, v)
+        out = attn(q, k, v)
+        out.backward(torch.ones_like(out))
+        return None
+
+    call()  # warm-up: one-time allocations of the torch runtime are not the operator's
+    peak = peak_memory_bytes(call)
+    f32 = 4
+    feature = length * features * f32  # one (L, m) tensor
+    rows = length * (dim + dim) * f32  # one (L, d) and one (L, dv) tensor
+    # forward: one feature tensor and row-sized temporaries (output, logits' norm term);
+    # forward+backward: the two saved features, one feature gradient, row temporaries
+    bound = (3 * feature + 6 * rows) if backward else (feature + 2 * rows)
+    assert 6 * rows < feature  # so the bound cannot admit one more (L, m) tensor
+    assert peak <= bound, f"peak {peak / 2**20:.2f} MiB > bound {bound / 2**20:.2f} MiB"
