@@ -33,7 +33,10 @@ the n_c chunk states (no (L, L) and no (L, d, dv) tensor). Without a backward ah
 time, the running state carried between segments (``_segmented_scan``): the chunk
 states, scores and (given ``feature_map``) the features then exist for one segment
 only. Bidirectional attention is
-the closed form phi(Q) (phi(K)^T V) / phi(Q) (phi(K)^T 1) (two GEMMs and two GEMVs).
+the closed form phi(Q) (phi(K)^T V) / phi(Q) (phi(K)^T 1) (two GEMMs and two GEMVs), the
+key features reduced to the state before the query features are formed (``_closed_form``:
+without a backward ahead, the query features and the output are the only (L, d)-sized
+tensors alive at the peak, 16 MiB at L = 16,384, d = 128, against 48 MiB before).
 
 ``kernel_attention`` also serves Performer, whose causal stabiliser weighs key j for
 query i by 2^(k_factor_j - k_factor_i) <= 1 (k_factor non-decreasing, in base-2 log
@@ -326,6 +329,28 @@ def _fixed_decay_factors(gamma: float, chunk: int, dtype: torch.dtype, device):
     return tuple(t.to(dtype) for t in (weights, decay, shrink, carry))
 
 
+def _closed_form(phi_q, phi_k, v, feature_map, key_padding_mask, needs_grad) -> Tensor:
+    """Bidirectional kernel attention, phi_q (phi_k^T v) / phi_q (phi_k^T 1). The keys are
+    reduced to their (m, dv) state before the query features are formed, and without a
+    backward ahead their features are freed first and the division is in place: one
+    (L, m) feature tensor and the output are alive at a time."""
+    if feature_map is not None:
+        phi_k = feature_map(phi_k)
+        if key_padding_mask is not None:
+            phi_k = phi_k.masked_fill_(key_padding_mask[:, None, :, None], 0.0)
+    state = phi_k.transpose(-1, -2) @ v  # (N, H, m, dv)
+    norm = phi_k.sum(dim=2, keepdim=True).transpose(-1, -2)  # (N, H, m, 1)
+    del phi_k
+    if feature_map is not None:
+        phi_q = feature_map(phi_q)
+    num, den = phi_q @ state, phi_q @ norm
+    if needs_grad:
+        return _divide(num, den[..., 0])
+    del phi_q
+    empty = den <= 0
+    return num.div_(den.masked_fill_(empty, 1.0)).masked_fill_(empty, 0.0)
+
+
 def kernel_attention(
     phi_q: Tensor,
     phi_k: Tensor,
@@ -359,17 +384,15 @@ def kernel_attention(
     chunk = max(1, min(chunk_size, length))
     n_chunks = -(-length // chunk)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (phi_q, phi_k, v))
+    if not causal:
+        return _closed_form(phi_q, phi_k, v, feature_map, key_padding_mask, needs_grad)
     # no backward ahead and more than one segment: the segmented scan (features per segment)
-    segmented = causal and not needs_grad and n_chunks > SEGMENT_CHUNKS
+    segmented = not needs_grad and n_chunks > SEGMENT_CHUNKS
     if feature_map is not None and not (segmented and k_factor is None):  # all at once
         phi_q, phi_k = feature_map(phi_q), feature_map(phi_k)
         if key_padding_mask is not None:
             phi_k = phi_k.masked_fill(key_padding_mask[:, None, :, None], 0.0)
         feature_map = None
-    if not causal:
-        state = phi_k.transpose(-1, -2) @ v  # (N, H, m, dv)
-        norm = phi_k.sum(dim=2, keepdim=True).transpose(-1, -2)  # (N, H, m, 1)
-        return _divide(phi_q @ state, (phi_q @ norm)[..., 0])
     rows = batch * heads
     fq = _chunked(phi_q, chunk, n_chunks).reshape(rows, n_chunks, chunk, m)
     fk = _chunked(phi_k, chunk, n_chunks).reshape(rows, n_chunks, chunk, m)

@@ -1,8 +1,10 @@
-"""Bidirectional Performer keeps its (L, m) feature tensors to the minimum: without a
-backward ahead the keys are reduced to their (m, dv) state before any query feature
-exists (one (L, m) tensor alive at a time); with a backward, the two feature tensors
-are saved and the written-out backward holds one more (L, m) gradient at a time.
-Peaks are heap bytes measured with memray, deterministic for a given shape."""
+"""Bidirectional Performer and linear attention keep their feature tensors to the minimum.
+
+Performer: without a backward ahead the keys are reduced to their (m, dv) state before
+any query feature exists (one (L, m) tensor alive at a time); with a backward, the two
+feature tensors are saved and the written-out backward holds one more (L, m) gradient at
+a time. Linear attention, forward: the query features and the output only. Peaks are
+heap bytes measured with memray, deterministic for a given shape."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import pytest
 import torch
 
 from harness.measure import peak_memory_bytes
+from impls.attention.linear import linear_attention
 from impls.attention.performer import PerformerAttention
 
 pytest.importorskip("memray", reason="memray measures the heap peak; not installed")
@@ -40,3 +43,21 @@ def test_bidirectional_performer_peak_is_within_the_feature_bound(backward):
     bound = (3 * feature + 6 * rows) if backward else (feature + 2 * rows)
     assert 6 * rows < feature  # so the bound cannot admit one more (L, m) tensor
     assert peak <= bound, f"peak {peak / 2**20:.2f} MiB > bound {bound / 2**20:.2f} MiB"
+
+
+def test_bidirectional_linear_forward_holds_one_feature_tensor_and_the_output():
+    """Linear attention, no backward ahead: the key features are freed once reduced to
+    the (d, dv) state, the division is in place; the query features and the output are
+    the only (L, d)-sized tensors alive at the peak."""
+    length, dim = 16_384, 32
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 1, length, dim, generator=g) for _ in range(3))
+
+    def call():
+        with torch.no_grad():
+            return linear_attention(q, k, v, causal=False)
+
+    call()
+    peak = peak_memory_bytes(call)
+    row = length * dim * 4  # one (L, d) float32 tensor
+    assert peak <= 2.25 * row, f"peak {peak / row:.2f} (L, d) tensors > 2.25"
