@@ -232,15 +232,15 @@ class _ChunkParallel(torch.autograd.Function):
         du = _inclusive_scan_backward_(grad_states.view(rows, n_chunks, m, dv), shrink)
         dz = _inclusive_scan_backward_(grad_norms.view(rows, n_chunks, m, 1), shrink)
         du, dz = du.view(flat, m, dv), dz.view(flat, 1, m)
+        dvc = torch.bmm(a.transpose(1, 2), gn)
+        if decay is None:
+            dvc.baddbmm_(k3, du)
+        else:  # (decay K) du = decay (K du): a (C, dv) product (freed before dk), no K copy
+            dvc.add_(torch.bmm(k3, du).mul_(decay.reshape(-1, chunk, 1)))
         dk = torch.bmm(v3, du.transpose(1, 2)).add_(dz)
         if decay is not None:
             dk.mul_(decay.reshape(-1, chunk, 1))
         dk.baddbmm_(da.transpose(1, 2), q3)
-        dvc = torch.bmm(a.transpose(1, 2), gn)
-        if decay is None:
-            dvc.baddbmm_(k3, du)
-        else:  # (decay K) du = decay (K du): one (C, dv) product, not a copy of K
-            dvc.add_(torch.bmm(k3, du).mul_(decay.reshape(-1, chunk, 1)))
         shape = (rows, n_chunks, chunk)
         return dq.view(*shape, m), dk.view(*shape, m), dvc.view(*shape, dv), None, None, None, None
 
