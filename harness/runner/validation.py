@@ -11,7 +11,11 @@ On an input of ``CHECK_LENGTH`` positions built exactly as the measured inputs a
 3. **causal leak** (causal mode): every input at positions t > ``CHECK_SPLIT`` is
    replaced by fresh values (keys, values, queries; LISA: query rows and key codes); the
    outputs at positions <= ``CHECK_SPLIT`` must not move by more than
-   ``LEAK_TOLERANCE`` x (1 + max |out|);
+   ``LEAK_TOLERANCE`` x (1 + max |out|). Both outputs compared come from calls after the
+   first: on this project's 2-core test machine (Xeon with AMX, torch 2.13 CPU, 2
+   threads, loaded) the first float32 exact-attention call of a fresh process returned,
+   in about 1 to 5 runs of 100, outputs off by up to 8e-5 (70x its usual float32 error,
+   the same values each time) where every later call was exact to rounding;
 4. **oracle identity**: ``||out - ref|| / ||ref||`` against what the method's registry
    entry says it computes, evaluated with ``reference.exact_attention`` in float64, must
    be at most ``IDENTITY_TOLERANCE[dtype]``. These bounds are loose on purpose (an exact
@@ -80,7 +84,11 @@ def check_attention_row(
     if bad:
         return f"{bad} non-finite output value(s) on a standard-normal input of L={CHECK_LENGTH}"
     if mode == "causal":
-        before = out[..., : CHECK_SPLIT + 1, :].double().clone()
+        # the reference output is a second call: the first float32 call of a fresh
+        # process was seen (rarely, on a loaded 2-thread machine) to be off by up to
+        # 8e-5 from its own later calls on the same input, which read as a leak
+        with torch.inference_mode():
+            before = call()[..., : CHECK_SPLIT + 1, :].double().clone()
         _perturb_future(call, leaves, CHECK_SPLIT, gen)
         with torch.inference_mode():
             after = call()[..., : CHECK_SPLIT + 1, :].double()
