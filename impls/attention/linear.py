@@ -32,11 +32,13 @@ the n_c chunk states (no (L, L) and no (L, d, dv) tensor). Without a backward ah
 (inference), long inputs run the same scan one row and ``SEGMENT_CHUNKS`` chunks at a
 time, the running state carried between segments (``_segmented_scan``): the chunk
 states, scores and (given ``feature_map``) the features then exist for one segment
-only. Bidirectional attention is
-the closed form phi(Q) (phi(K)^T V) / phi(Q) (phi(K)^T 1) (two GEMMs and two GEMVs), the
-key features reduced to the state before the query features are formed (``_closed_form``:
-without a backward ahead, the query features and the output are the only (L, d)-sized
-tensors alive at the peak, 16 MiB at L = 16,384, d = 128, against 48 MiB before).
+only. Bidirectional attention is the closed form
+phi(Q) (phi(K)^T V) / phi(Q) (phi(K)^T 1) (two GEMMs and two GEMVs), the key features
+reduced to the state before the query features are formed, and a written-out backward
+that needs only the features (``impls.attention._closed_form``): without a backward
+ahead, the query features and the output are the only (L, d)-sized tensors alive at the
+peak (16 MiB at L = 16,384, d = 128, against 48 MiB for the same ops one after the
+other).
 
 ``kernel_attention`` also serves Performer, whose causal stabiliser weighs key j for
 query i by 2^(k_factor_j - k_factor_i) <= 1 (k_factor non-decreasing, in base-2 log
@@ -65,6 +67,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from impls.attention._closed_form import ELU_FEATURES, IDENTITY_FEATURES, closed_form_attention
 from impls.attention._validation import check_attention_inputs, compute_dtype
 from impls.costs import SLACK_BYTES, Cost, CostQuery, compulsory_traffic
 
@@ -329,26 +332,31 @@ def _fixed_decay_factors(gamma: float, chunk: int, dtype: torch.dtype, device):
     return tuple(t.to(dtype) for t in (weights, decay, shrink, carry))
 
 
-def _closed_form(phi_q, phi_k, v, feature_map, key_padding_mask, needs_grad) -> Tensor:
-    """Bidirectional kernel attention, phi_q (phi_k^T v) / phi_q (phi_k^T 1). The keys are
-    reduced to their (m, dv) state before the query features are formed, and without a
-    backward ahead their features are freed first and the division is in place: one
-    (L, m) feature tensor and the output are alive at a time."""
-    if feature_map is not None:
-        phi_k = feature_map(phi_k)
+def _bidirectional(phi_q, phi_k, v, feature_map, key_padding_mask) -> Tensor:
+    """The closed form of ``impls.attention._closed_form`` on (N, H, L, .) tensors: elu+1
+    features formed there (its backward needs only the features), any other map applied
+    here and its features handed over as they are."""
+    batch, heads, lq_len, _ = phi_q.shape
+    rows = batch * heads
+    padded = None
+    if feature_map is elu_feature_map:
+        features = ELU_FEATURES
         if key_padding_mask is not None:
-            phi_k = phi_k.masked_fill_(key_padding_mask[:, None, :, None], 0.0)
-    state = phi_k.transpose(-1, -2) @ v  # (N, H, m, dv)
-    norm = phi_k.sum(dim=2, keepdim=True).transpose(-1, -2)  # (N, H, m, 1)
-    del phi_k
-    if feature_map is not None:
-        phi_q = feature_map(phi_q)
-    num, den = phi_q @ state, phi_q @ norm
-    if needs_grad:
-        return _divide(num, den[..., 0])
-    del phi_q
-    empty = den <= 0
-    return num.div_(den.masked_fill_(empty, 1.0)).masked_fill_(empty, 0.0)
+            padded = key_padding_mask[:, None, :].expand(batch, heads, -1).reshape(rows, -1)
+    else:
+        if feature_map is not None:
+            phi_q, phi_k = feature_map(phi_q), feature_map(phi_k)
+            if key_padding_mask is not None:
+                phi_k = phi_k.masked_fill(key_padding_mask[:, None, :, None], 0.0)
+        features = IDENTITY_FEATURES
+    out = closed_form_attention(
+        phi_q.reshape(rows, lq_len, phi_q.shape[-1]),
+        phi_k.reshape(rows, -1, phi_k.shape[-1]),
+        v.reshape(rows, -1, v.shape[-1]),
+        padded,
+        features,
+    )
+    return out.view(batch, heads, lq_len, -1)
 
 
 def kernel_attention(
@@ -385,7 +393,7 @@ def kernel_attention(
     n_chunks = -(-length // chunk)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (phi_q, phi_k, v))
     if not causal:
-        return _closed_form(phi_q, phi_k, v, feature_map, key_padding_mask, needs_grad)
+        return _bidirectional(phi_q, phi_k, v, feature_map, key_padding_mask)
     # no backward ahead and more than one segment: the segmented scan (features per segment)
     segmented = not needs_grad and n_chunks > SEGMENT_CHUNKS
     if feature_map is not None and not (segmented and k_factor is None):  # all at once

@@ -20,12 +20,15 @@ attention (BLAS-3 for all O(L m d) work, no per-position loop, no (L, m, dv) ten
 it is what the causal "prefix sums" of the paper become when computed in chunks. Time
 O(L m (d + dv) + L C (m + dv)), memory O(L (m + d) + L C + (L/C) m dv); C = 64 measured
 best at m = 256, d = 128. Bidirectional attention is the closed form
-phi_q (phi_k^T v) / phi_q (phi_k^T 1) with the keys reduced to their (m x dv) state before
-any query feature exists (one (L, m) tensor alive at a time without a backward ahead), and
-a written-out backward (``_Bidirectional``) that saves the two feature tensors and holds
-one more (L, m) gradient at a time: at L = 65,536 (m = 256, d = dv = 128, one head) the
-measured peak is 97 MiB forward and 385 MiB forward+backward, against 257 and 576 MiB for
-autograd over the same ops and 256 and 449 MiB for performer-pytorch's FastAttention.
+phi_q (phi_k^T v) / phi_q (phi_k^T 1) of ``impls.attention._closed_form``: the keys
+reduced to their (m x dv) state before any query feature exists (one (L, m) tensor alive
+at a time without a backward ahead), and a written-out backward that saves the two
+feature tensors and holds one more (L, m) gradient at a time, the feature map's own
+gradient formed in place (``_FavorFeatures``). At L = 65,536 (m = 256, d = dv = 128, one
+head, 2 threads) the measured peak is 97 MiB forward and 385 MiB forward+backward,
+against 257 and 576 MiB for autograd over the same ops and 256 and 449 MiB for
+performer-pytorch's FastAttention; forward+backward takes 0.41 s against 0.87 s and
+0.90 s.
 
 Stabiliser (exp overflows otherwise): each query's features are divided by
 exp(max_r logit_r) (a per-query constant: it cancels in the ratio). Keys use a constant
@@ -50,8 +53,8 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 
+from impls.attention._closed_form import FeatureMap, closed_form_attention
 from impls.attention._validation import check_attention_inputs, compute_dtype
 from impls.attention.linear import chunked_kernel_cost, kernel_attention
 from impls.costs import SLACK_BYTES, Cost, CostQuery, compulsory_traffic
@@ -133,11 +136,18 @@ class PerformerAttention(nn.Module):
             raise ValueError(f"performer: expected head dim {self.dim}, got q dim {q.shape[-1]}")
         ct = compute_dtype(q.dtype)
         if not causal:
-            w, half = self._scaled_projection(ct, q.device)
-            args = (q.to(ct), k.to(ct), v.to(ct), w, half, key_padding_mask)
-            needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-            out = _Bidirectional.apply(*args) if needs_grad else _bidirectional(*args)[0]
-            return out.to(q.dtype)
+            (batch, heads, lq_len, _), rows = q.shape, q.shape[0] * q.shape[1]
+            padded = None
+            if key_padding_mask is not None:
+                padded = key_padding_mask[:, None, :].expand(batch, heads, -1).reshape(rows, -1)
+            out = closed_form_attention(
+                q.to(ct).reshape(rows, lq_len, -1),
+                k.to(ct).reshape(rows, k.shape[2], -1),
+                v.to(ct).reshape(rows, v.shape[2], -1),
+                padded,
+                _FavorFeatures(*self._scaled_projection(ct, q.device)),
+            )
+            return out.view(batch, heads, lq_len, -1).to(q.dtype)
         lq = self.logits(q.to(ct), base2=True)  # all levels below in log2 units
         lk = self.logits(k.to(ct), base2=True)
         # in place: the GEMM's output is not needed by its backward, exp2_ keeps its result
@@ -168,103 +178,38 @@ def _logits(x: Tensor, w: Tensor, half: float) -> Tensor:
     return torch.addmm(bias, rows, w.T).view(*x.shape[:-1], w.shape[0])
 
 
-def _bidirectional(q, k, v, w, half, key_padding_mask, keep=False):
-    """FAVOR+ over all unpadded keys, in base-2 units; q (N, H, Lq, d), k (N, H, Lk, d),
-    v (N, H, Lk, dv), w (m, d), ``half`` the |x|^2 coefficient::
+class _FavorFeatures(FeatureMap):
+    """The positive random features in log2 units for ``closed_form_attention``::
 
         phi_q = 2^(lq - max_r lq),   phi_k = 2^(lk - max_{j unpadded, r} lk)  (0 if padded),
-        S = phi_k^T v (m, dv),   z = phi_k^T 1 (m),   out = phi_q S / (phi_q z)
+        l = x W'^T + c |x|^2,   dl = dphi * phi * ln 2,   dx = dl W' + 2 c x (dl 1)
 
-    (0 for a row with no visible key). Keys are reduced to (S, z) before any query
-    feature exists, so without ``keep`` one (L, m) tensor is alive at a time; ``keep``
-    returns the features and the normaliser for the backward. The stabilisers are
-    constants per row (detached): they cancel in the ratio."""
-    batch, heads, lq_len, _ = q.shape
-    rows = batch * heads
-    lk = _logits(k.reshape(rows, -1, k.shape[-1]), w, half)
-    key_max = lk.amax(dim=-1)  # (R, Lk)
-    if key_padding_mask is not None:
-        padded = key_padding_mask[:, None, :].expand(batch, heads, -1).reshape(rows, -1)
-        key_max = key_max.masked_fill(padded, _FLOOR)
-    lk.sub_(key_max.amax(dim=-1)[:, None, None])
-    if key_padding_mask is not None:
-        # -inf before exp2 (not 0 after it): a padded key's exponent may overflow
-        lk.masked_fill_(padded[..., None], -torch.inf)
-    phi_k = lk.exp2_()
-    v3 = v.reshape(rows, -1, v.shape[-1])
-    state = torch.bmm(phi_k.transpose(1, 2), v3)  # (R, m, dv)
-    norm = phi_k.sum(dim=1)  # (R, m)
-    if not keep:
-        del phi_k, lk
-    lq = _logits(q.reshape(rows, lq_len, q.shape[-1]), w, half)
-    phi_q = lq.sub_(lq.amax(dim=-1, keepdim=True)).exp2_()
-    out = torch.bmm(phi_q, state)
-    den = torch.bmm(phi_q, norm[..., None])  # (R, Lq, 1)
-    empty = den <= 0
-    den.masked_fill_(empty, 1.0)
-    out = out.div_(den).masked_fill_(empty, 0.0).view(batch, heads, lq_len, -1)
-    if not keep:
-        return (out,)
-    return out, phi_q, phi_k, state, norm, den, empty
+    (the maxima are per-row constants; they cancel in the ratio)."""
 
+    def __init__(self, w: Tensor, half: float):
+        self.w, self.half = w, half
 
-class _Bidirectional(torch.autograd.Function):
-    """``_bidirectional`` with its backward written out. Saved: the two feature tensors
-    (Lq + Lk) x m, the (m, dv) state and O(L) vectors; the backward holds one further
-    (L, m) gradient at a time, formed in place from its GEMM. With g = dL/d out::
+    def keys(self, k, padded):
+        lk = _logits(k, self.w, self.half)
+        key_max = lk.amax(dim=-1)  # (R, Lk)
+        if padded is not None:
+            key_max = key_max.masked_fill(padded, _FLOOR)
+        lk.sub_(key_max.amax(dim=-1)[:, None, None])
+        if padded is not None:
+            # -inf before exp2 (not 0 after it): a padded key's exponent may overflow
+            lk.masked_fill_(padded[..., None], -torch.inf)
+        return lk.exp2_()
 
-        g_num = g / den,   g_den = -(g . out) / den          (0 for empty rows)
-        dphi_q = g_num S^T + g_den z^T,   dS = phi_q^T g_num,   dz = phi_q^T g_den
-        dphi_k = v dS^T + 1 dz^T,         dv = phi_k dS
-        dl = dphi * phi * ln 2,           dx = dl W' + 2 c x (dl 1)
+    def queries(self, q):
+        lq = _logits(q, self.w, self.half)
+        return lq.sub_(lq.amax(dim=-1, keepdim=True)).exp2_()
 
-    (autograd's generic backward of the same ops keeps about 1.5x more (L, m) tensors
-    alive at its peak)."""
-
-    @staticmethod
-    def forward(ctx, q, k, v, w, half, key_padding_mask):
-        out, phi_q, phi_k, state, norm, den, empty = _bidirectional(
-            q, k, v, w, half, key_padding_mask, keep=True
-        )
-        ctx.save_for_backward(q, k, v, w, out, phi_q, phi_k, state, norm, den, empty)
-        ctx.half = half
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):
-        q, k, v, w, out, phi_q, phi_k, state, norm, den, empty = ctx.saved_tensors
-        rows, lq_len, m = phi_q.shape
-        dv = state.shape[-1]
-        need_q, need_k, need_v = ctx.needs_input_grad[:3]
-        w_ln2 = w * math.log(2.0)
-        two_c = 2.0 * ctx.half * math.log(2.0)
-        g_num = grad.reshape(rows, lq_len, dv) / den
-        g_num.masked_fill_(empty, 0.0)
-        g_den = -(g_num * out.view(rows, lq_len, dv)).sum(dim=-1, keepdim=True)  # (R, Lq, 1)
-
-        def through_features(dphi: Tensor, phi: Tensor, x: Tensor) -> Tensor:
-            dl = dphi.mul_(phi).view(-1, m)  # dl / ln 2, in place
-            x2 = x.reshape(-1, x.shape[-1])
-            dx = torch.addmm(x2 * (two_c * dl.sum(dim=-1, keepdim=True)), dl, w_ln2)
-            return dx.view(x.shape)
-
-        grad_q = grad_k = grad_v = None
-        if need_q:
-            dphi_q = torch.bmm(g_num, state.transpose(1, 2))
-            dphi_q.baddbmm_(g_den, norm[:, None, :])
-            grad_q = through_features(dphi_q, phi_q, q)
-            del dphi_q
-        if need_k or need_v:
-            d_state = torch.bmm(phi_q.transpose(1, 2), g_num)  # (R, m, dv)
-        if need_v:
-            grad_v = torch.bmm(phi_k, d_state).view(v.shape)
-        if need_k:
-            d_norm = torch.bmm(phi_q.transpose(1, 2), g_den)  # (R, m, 1)
-            dphi_k = torch.bmm(v.reshape(rows, -1, dv), d_state.transpose(1, 2))
-            dphi_k.add_(d_norm.transpose(1, 2))
-            grad_k = through_features(dphi_k, phi_k, k)
-        return grad_q, grad_k, grad_v, None, None, None
+    def input_grad(self, dphi, phi, x):
+        dl = dphi.mul_(phi).view(-1, phi.shape[-1])  # dl / ln 2, in place
+        rows = x.reshape(-1, x.shape[-1])
+        ln2 = math.log(2.0)
+        scaled = rows * (2.0 * self.half * ln2 * dl.sum(dim=-1, keepdim=True))
+        return torch.addmm(scaled, dl, self.w * ln2).view(x.shape)
 
 
 def performer_log_kernel(module: PerformerAttention, q: Tensor, k: Tensor) -> Tensor:
