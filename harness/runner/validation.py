@@ -84,9 +84,7 @@ def check_attention_row(
     if bad:
         return f"{bad} non-finite output value(s) on a standard-normal input of L={CHECK_LENGTH}"
     if mode == "causal":
-        # the reference output is a second call: the first float32 call of a fresh
-        # process was seen (rarely, on a loaded 2-thread machine) to be off by up to
-        # 8e-5 from its own later calls on the same input, which read as a leak
+        # a second call as the reference, not the first (see the module docstring, 3.)
         with torch.inference_mode():
             before = call()[..., : CHECK_SPLIT + 1, :].double().clone()
         _perturb_future(call, leaves, CHECK_SPLIT, gen)

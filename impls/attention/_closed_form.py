@@ -18,8 +18,9 @@ and each feature map turns dphi into the gradient of its input in place
 (``FeatureMap.input_grad``). Autograd over the same operations keeps about twice as many
 (L, m) tensors alive at its peak and makes more passes over them.
 
-Shapes: q (R, Lq, d), k (R, Lk, d), v (R, Lk, dv) -> (R, Lq, dv) with R = batch x heads;
-``padded`` (R, Lk) bool, True for a padded key.
+Shapes: q (N, H, Lq, d), k (N, H, Lk, d), v (N, H, Lk, dv) -> (N, H, Lq, dv); inside, the
+N x H = R rows are one batch: (R, L, .) tensors and ``padded`` (R, Lk) bool, True for a
+padded key.
 """
 
 from __future__ import annotations
@@ -135,10 +136,20 @@ class _ClosedForm(torch.autograd.Function):
 
 
 def closed_form_attention(
-    q: Tensor, k: Tensor, v: Tensor, padded: Tensor | None, features: FeatureMap
+    q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None, features: FeatureMap
 ) -> Tensor:
-    """Bidirectional kernel attention of the module docstring, (R, Lq, dv); the written-out
-    backward when a gradient is needed, else the single-feature-tensor forward."""
+    """Bidirectional kernel attention of the module docstring: q (N, H, Lq, d), k (N, H,
+    Lk, d), v (N, H, Lk, dv), ``key_padding_mask`` (N, Lk) or None -> (N, H, Lq, dv). The
+    feature maps see the (R, L, d) rows and the (R, Lk) padding. The written-out backward
+    when a gradient is needed, else the single-feature-tensor forward."""
+    batch, heads, lq_len, _ = q.shape
+    rows = batch * heads
+    padded = None
+    if key_padding_mask is not None:
+        padded = key_padding_mask[:, None, :].expand(batch, heads, -1).reshape(rows, -1)
+    q3, k3, v3 = (t.reshape(rows, t.shape[2], t.shape[3]) for t in (q, k, v))
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
-        return _ClosedForm.apply(q, k, v, padded, features)
-    return _parts(q, k, v, padded, features, False)[0]
+        out = _ClosedForm.apply(q3, k3, v3, padded, features)
+    else:
+        out = _parts(q3, k3, v3, padded, features, False)[0]
+    return out.view(batch, heads, lq_len, -1)

@@ -333,30 +333,16 @@ def _fixed_decay_factors(gamma: float, chunk: int, dtype: torch.dtype, device):
 
 
 def _bidirectional(phi_q, phi_k, v, feature_map, key_padding_mask) -> Tensor:
-    """The closed form of ``impls.attention._closed_form`` on (N, H, L, .) tensors: elu+1
-    features formed there (its backward needs only the features), any other map applied
-    here and its features handed over as they are."""
-    batch, heads, lq_len, _ = phi_q.shape
-    rows = batch * heads
-    padded = None
+    """The closed form of ``impls.attention._closed_form``: elu+1 features formed there
+    (its backward needs only the features), any other map applied here and its features
+    handed over as they are (``feature_map`` None: they are features already)."""
     if feature_map is elu_feature_map:
-        features = ELU_FEATURES
+        return closed_form_attention(phi_q, phi_k, v, key_padding_mask, ELU_FEATURES)
+    if feature_map is not None:
+        phi_q, phi_k = feature_map(phi_q), feature_map(phi_k)
         if key_padding_mask is not None:
-            padded = key_padding_mask[:, None, :].expand(batch, heads, -1).reshape(rows, -1)
-    else:
-        if feature_map is not None:
-            phi_q, phi_k = feature_map(phi_q), feature_map(phi_k)
-            if key_padding_mask is not None:
-                phi_k = phi_k.masked_fill(key_padding_mask[:, None, :, None], 0.0)
-        features = IDENTITY_FEATURES
-    out = closed_form_attention(
-        phi_q.reshape(rows, lq_len, phi_q.shape[-1]),
-        phi_k.reshape(rows, -1, phi_k.shape[-1]),
-        v.reshape(rows, -1, v.shape[-1]),
-        padded,
-        features,
-    )
-    return out.view(batch, heads, lq_len, -1)
+            phi_k = phi_k.masked_fill(key_padding_mask[:, None, :, None], 0.0)
+    return closed_form_attention(phi_q, phi_k, v, None, IDENTITY_FEATURES)
 
 
 def kernel_attention(
@@ -388,12 +374,12 @@ def kernel_attention(
     """
     if gamma is not None and (not causal or k_factor is not None):
         raise ValueError("kernel_attention: gamma needs causal=True and no k_factor")
+    if not causal:
+        return _bidirectional(phi_q, phi_k, v, feature_map, key_padding_mask)
     batch, heads, length, m = phi_q.shape
     chunk = max(1, min(chunk_size, length))
     n_chunks = -(-length // chunk)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (phi_q, phi_k, v))
-    if not causal:
-        return _bidirectional(phi_q, phi_k, v, feature_map, key_padding_mask)
     # no backward ahead and more than one segment: the segmented scan (features per segment)
     segmented = not needs_grad and n_chunks > SEGMENT_CHUNKS
     if feature_map is not None and not (segmented and k_factor is None):  # all at once

@@ -136,32 +136,14 @@ class PerformerAttention(nn.Module):
             raise ValueError(f"performer: expected head dim {self.dim}, got q dim {q.shape[-1]}")
         ct = compute_dtype(q.dtype)
         if not causal:
-            (batch, heads, lq_len, _), rows = q.shape, q.shape[0] * q.shape[1]
-            padded = None
-            if key_padding_mask is not None:
-                padded = key_padding_mask[:, None, :].expand(batch, heads, -1).reshape(rows, -1)
-            out = closed_form_attention(
-                q.to(ct).reshape(rows, lq_len, -1),
-                k.to(ct).reshape(rows, k.shape[2], -1),
-                v.to(ct).reshape(rows, v.shape[2], -1),
-                padded,
-                _FavorFeatures(*self._scaled_projection(ct, q.device)),
-            )
-            return out.view(batch, heads, lq_len, -1).to(q.dtype)
-        lq = self.logits(q.to(ct), base2=True)  # all levels below in log2 units
-        lk = self.logits(k.to(ct), base2=True)
-        # in place: the GEMM's output is not needed by its backward, exp2_ keeps its result
-        phi_q = lq.sub_(lq.amax(dim=-1, keepdim=True).detach()).exp2_()
-        key_max = lk.amax(dim=-1).detach()  # (N, H, Lk)
-        if key_padding_mask is not None:
-            key_max = key_max.masked_fill(key_padding_mask[:, None, :], _FLOOR)
-        level = torch.cummax(key_max, dim=-1).values
-        exponent = lk.sub_(level[..., None])
-        if key_padding_mask is not None:
-            # -inf before exp2 (not 0 after it): a padded key's exponent may overflow,
-            # and 0 * inf would poison the backward pass.
-            exponent = exponent.masked_fill_(key_padding_mask[:, None, :, None], -torch.inf)
-        phi_k = exponent.exp2_()
+            features = _FavorFeatures(*self._scaled_projection(ct, q.device))
+            out = closed_form_attention(q.to(ct), k.to(ct), v.to(ct), key_padding_mask, features)
+            return out.to(q.dtype)
+        # all levels in log2 units; in place: the GEMM's output is not needed by its
+        # backward, exp2_ keeps its result
+        phi_q = _query_features_(self.logits(q.to(ct), base2=True))
+        padded = None if key_padding_mask is None else key_padding_mask[:, None, :]
+        phi_k, level = _key_features_(self.logits(k.to(ct), base2=True), padded, running=True)
         out = kernel_attention(
             phi_q, phi_k, v.to(ct), causal=True, chunk_size=self.chunk_size, k_factor=level
         )
@@ -178,6 +160,32 @@ def _logits(x: Tensor, w: Tensor, half: float) -> Tensor:
     return torch.addmm(bias, rows, w.T).view(*x.shape[:-1], w.shape[0])
 
 
+def _query_features_(lq: Tensor) -> Tensor:
+    """2^(lq - max_r lq), in place (the per-query maximum cancels in the ratio)."""
+    return lq.sub_(lq.amax(dim=-1, keepdim=True).detach()).exp2_()
+
+
+def _key_features_(lk: Tensor, padded: Tensor | None, *, running: bool):
+    """(2^(lk - level), level), in place on the key logits lk (..., Lk, m); ``padded``
+    (broadcastable to (..., Lk)) marks padded keys, whose features are 0 and which do not
+    set the level. The level is the running maximum over keys j' <= j and features
+    (``running``, causal: no future key moves it) or the maximum over all unpadded keys,
+    shape (..., 1). Detached: it cancels in the ratio."""
+    key_max = lk.amax(dim=-1).detach()  # (..., Lk)
+    if padded is not None:
+        key_max = key_max.masked_fill(padded, _FLOOR)
+    if running:
+        level = torch.cummax(key_max, dim=-1).values
+    else:
+        level = key_max.amax(dim=-1, keepdim=True)
+    exponent = lk.sub_(level[..., None])
+    if padded is not None:
+        # -inf before exp2 (not 0 after it): a padded key's exponent may overflow, and
+        # 0 * inf would poison the backward pass
+        exponent = exponent.masked_fill_(padded[..., None], -torch.inf)
+    return exponent.exp2_(), level
+
+
 class _FavorFeatures(FeatureMap):
     """The positive random features in log2 units for ``closed_form_attention``::
 
@@ -190,19 +198,10 @@ class _FavorFeatures(FeatureMap):
         self.w, self.half = w, half
 
     def keys(self, k, padded):
-        lk = _logits(k, self.w, self.half)
-        key_max = lk.amax(dim=-1)  # (R, Lk)
-        if padded is not None:
-            key_max = key_max.masked_fill(padded, _FLOOR)
-        lk.sub_(key_max.amax(dim=-1)[:, None, None])
-        if padded is not None:
-            # -inf before exp2 (not 0 after it): a padded key's exponent may overflow
-            lk.masked_fill_(padded[..., None], -torch.inf)
-        return lk.exp2_()
+        return _key_features_(_logits(k, self.w, self.half), padded, running=False)[0]
 
     def queries(self, q):
-        lq = _logits(q, self.w, self.half)
-        return lq.sub_(lq.amax(dim=-1, keepdim=True)).exp2_()
+        return _query_features_(_logits(q, self.w, self.half))
 
     def input_grad(self, dphi, phi, x):
         dl = dphi.mul_(phi).view(-1, phi.shape[-1])  # dl / ln 2, in place

@@ -131,6 +131,29 @@ def test_linear_chunk_parallel_scan_is_the_definition(case, chunk):
 
 
 @SETTINGS
+@given(shapes(), st.sampled_from(["features", "softplus"]))
+def test_kernel_attention_on_given_features_is_the_definition(case, given_as):
+    """kernel_attention's public forms other than elu+1: features computed by the caller
+    (padded keys zeroed) or any other feature map, causal and bidirectional."""
+    batch, heads, length, dim, value_dim, seed, causal, padding = case
+    (q, k, v), mask = _inputs(batch, heads, length, dim, value_dim, seed, padding)
+    softplus = torch.nn.functional.softplus
+    if given_as == "features":
+        phi_k = softplus(k)
+        if mask is not None:
+            phi_k = phi_k.masked_fill(mask[:, None, :, None], 0.0)
+        fast = kernel_attention(softplus(q), phi_k, v, causal=causal, chunk_size=7)
+    else:
+        fast = kernel_attention(
+            q, k, v, causal=causal, chunk_size=7, feature_map=softplus, key_padding_mask=mask
+        )
+    weights = (softplus(q) @ softplus(k).transpose(-1, -2)) * _visible(
+        length, causal, mask, batch, heads
+    )
+    _agree(fast, _normalised(weights, v), (q, k, v))
+
+
+@SETTINGS
 @given(shapes(), st.integers(1, 80), st.sampled_from([1.0, 0.95, math.exp(-0.1), 0.5, 0.05]))
 def test_decayed_linear_scan_is_the_definition(case, chunk, gamma):
     """decay_linear (causal): w_ij = gamma^(i-j) phi(q_i).phi(k_j) over visible j <= i,
@@ -258,22 +281,25 @@ def test_segmented_forward_without_grad_is_the_chunk_parallel_scan(case, chunk, 
     assert (segmented - dense).abs().max().item() <= TOL if length else True
 
 
+@pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_performer_stays_finite_when_key_levels_climb(dtype):
-    """Keys whose norms grow along the sequence push the running level up by far more
-    than exp can bear; every factor the scan applies is <= 1, so nothing overflows, and
-    the output matches the oracle identity (computed stably in float64)."""
+def test_performer_stays_finite_when_key_levels_climb(dtype, causal):
+    """Keys whose norms grow along the sequence push the key level up by far more than
+    exp can bear; every factor applied is <= 1 (causal: the running level; bidirectional:
+    the level of all keys), so nothing overflows, and the output matches the oracle
+    identity (computed stably in float64)."""
     length, dim = 300, 8
     gen = torch.Generator().manual_seed(0)
     q = torch.randn(1, 1, length, dim, generator=gen, dtype=torch.float64)
     k = torch.randn(1, 1, length, dim, generator=gen, dtype=torch.float64)
-    k = k * torch.linspace(1.0, 40.0, length, dtype=torch.float64)[:, None]
+    norms = torch.linspace(1.0, 40.0, length, dtype=torch.float64)
+    k = k * (norms if causal else norms.flip(0))[:, None]  # bidirectional: largest first
     v = torch.randn(1, 1, length, dim, generator=gen, dtype=torch.float64)
     spec = registry.get_method("performer")
     attn = PerformerAttention(dim, 1, nb_features=16, chunk_size=32)
-    out = attn(q.to(dtype), k.to(dtype), v.to(dtype), causal=True)
+    out = attn(q.to(dtype), k.to(dtype), v.to(dtype), causal=causal)
     assert torch.isfinite(out).all()
-    ref = spec.oracle_reference(attn, q, k, v, causal=True, key_padding_mask=None)
+    ref = spec.oracle_reference(attn, q, k, v, causal=causal, key_padding_mask=None)
     assert (out.double() - ref).abs().max().item() < (1e-4 if dtype == torch.float32 else 1e-9)
 
 
