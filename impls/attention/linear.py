@@ -23,12 +23,15 @@ GEMM over all chunks at once (C x d x dv and C x C x d blocks; no per-position l
 (L, d, dv) prefix tensor); the only loop is the prefix over chunks, one (d, dv) add per
 chunk in place in the GEMM's output. The normaliser is kept out of the GEMMs (a ones
 column would make them dv + 1 wide, which BLAS runs markedly slower than dv = 128). The
-backward is written out (``_ChunkParallel``): 8 batched GEMMs against the forward's 4
-and the reversed prefix, in place. The work is 4 L d dv + 2 L C (d + dv) FLOPs: the
+backward is written out (``_ChunkParallel``): 9 batched GEMMs against the forward's 4
+and the reversed prefix, in place; it forms the chunk states again (the ninth GEMM)
+instead of keeping them, one row and ``SEGMENT_CHUNKS`` chunks at a time from a copy of
+each segment's first state once a row has more chunks, so the (L/C, d, dv) states exist
+in the forward only. The work is 4 L d dv + 2 L C (d + dv) FLOPs: the
 chunk size trades the intra-chunk products (which grow with C) against GEMM efficiency
 (which falls for small C); C = 64 measured best at d = 128 on one CPU thread.
 Memory O(L d + L C + (L/C) d dv): inputs, features, the (C x C) intra-chunk scores and
-the n_c chunk states (no (L, L) and no (L, d, dv) tensor). Without a backward ahead
+the n_c chunk states in the forward (no (L, L) and no (L, d, dv) tensor). Without a backward ahead
 (inference), long inputs run the same scan one row and ``SEGMENT_CHUNKS`` chunks at a
 time, the running state carried between segments (``_segmented_scan``): the chunk
 states, scores and (given ``feature_map``) the features then exist for one segment
@@ -141,6 +144,9 @@ def _finish_(num: Tensor, den: Tensor, a: Tensor, v: Tensor) -> tuple[Tensor, Te
     return num.div_(den[..., None]).masked_fill_(empty[..., None], 0.0), den, empty
 
 
+SEGMENT_CHUNKS = 64  # chunks per segment: the forward without a backward ahead, the backward
+
+
 class _ChunkParallel(torch.autograd.Function):
     """The causal chunk-parallel scan on chunked features, forward and backward by hand.
 
@@ -160,10 +166,15 @@ class _ChunkParallel(torch.autograd.Function):
     f reads state f - 1, and the state of each row's last chunk (read by nobody in its
     row) is zeroed, so the first chunk of the next row reads zeros. The normaliser is
     kept out of the GEMMs (a ones column would make them dv + 1 wide, which BLAS runs
-    markedly slower than dv = 128). The backward uses the same batched GEMMs (8 of them
+    markedly slower than dv = 128). The backward uses the same batched GEMMs (9 of them
     against the forward's 4) and the reversed scans, in place; autograd's generic
     backward of the equivalent ops spends more time on slicing, concatenation and flips
-    than on the GEMMs."""
+    than on the GEMMs. The states S are not saved: the backward forms them again
+    (``_state_gradients``), all at once in one buffer that their gradient then
+    overwrites, or, for rows of more than ``SEGMENT_CHUNKS`` chunks, one segment at a
+    time from the state before it (saved: (R, n_seg - 1, m, dv)). At L = 65,536, d = 128,
+    one head the forward+backward peak of linear attention fell from 386 to 263 MiB with
+    this (Performer, m = 256, with its written-out feature backward: 692 to 449 MiB)."""
 
     @staticmethod
     def forward(ctx, fq, fk, vc, weights, decay, shrink, carry):
@@ -180,35 +191,58 @@ class _ChunkParallel(torch.autograd.Function):
             a.tril_()
         else:
             a.mul_(weights.reshape(-1, chunk, chunk))
-        kd = k3 if decay is None else k3 * decay.reshape(-1, chunk, 1)
-        states = torch.bmm(kd.transpose(1, 2), v3)
-        norms = kd.sum(dim=1)  # (F, m)
-        _inclusive_scan_(states.view(rows, n_chunks, m, dv), shrink)
+        dec = None if decay is None else decay.reshape(-1, chunk, 1)
+        if decay is None:
+            norms = k3.sum(dim=1)  # (F, m)
+        else:  # decay_c^T K_c: a GEMV per chunk, no (C, m) copy of the keys
+            norms = torch.bmm(decay.reshape(-1, 1, chunk).expand(flat, 1, chunk), k3)[:, 0]
         _inclusive_scan_(norms.view(rows, n_chunks, m, 1), shrink)
         num = torch.empty(flat, chunk, dv, dtype=fq.dtype, device=fq.device)
         den = torch.empty(flat, chunk, 1, dtype=fq.dtype, device=fq.device)
-        num[0].zero_()
         den[0].zero_()
         if flat > 1:
-            torch.bmm(q3[1:], states[:-1], out=num[1:])
             torch.bmm(q3[1:], norms[:-1, :, None], out=den[1:])
+        # the states S are not saved: the backward forms them again (``_state_gradients``)
+        seg = SEGMENT_CHUNKS
+        checkpoints = None
+        if n_chunks <= seg:  # all states at once
+            states = _chunk_states(k3, v3, dec, shrink, rows)
+            num[0].zero_()
+            if flat > 1:
+                torch.bmm(q3[1:], states[:-1], out=num[1:])
+            del states
+        else:  # one row and segment at a time; kept: S before each segment but the first
+            n_seg = -(-n_chunks // seg)
+            checkpoints = q3.new_empty(rows, n_seg - 1, m, dv)
+            buf = q3.new_empty(seg, m, dv)
+            for r in range(rows):
+                for j in range(n_seg):
+                    t0, t1 = j * seg, min((j + 1) * seg, n_chunks)
+                    f0, f1 = r * n_chunks + t0, r * n_chunks + t1
+                    prev = None if j == 0 else checkpoints[r, j - 1]
+                    reads = _segment_reads(buf, k3, v3, dec, shrink, r, t0, t1, f0, prev)
+                    torch.bmm(q3[f0:f1], reads, out=num[f0:f1])
+                    if j < n_seg - 1:  # S_{t1 - 1} = g_{t1 - 1} S_{t1 - 2} + U_{t1 - 1}
+                        v_last = v3[f1 - 1] if dec is None else v3[f1 - 1] * _rows(dec, f1 - 1)
+                        after = torch.mm(k3[f1 - 1].T, v_last, out=checkpoints[r, j])
+                        factor = None if shrink is None else shrink[r, t1 - 1]
+                        after.add_(reads[-1] if factor is None else reads[-1] * factor)
         if carry is not None:
             num.mul_(carry.reshape(-1, chunk, 1))
             den.mul_(carry.reshape(-1, chunk, 1))
         out, den, empty = _finish_(num, den, a, v3)
-        del kd  # not saved: the backward applies ``decay`` to K du instead (no copy of K)
         ctx.save_for_backward(
-            q3, k3, v3, a, states, norms, den, out, empty, weights, decay, shrink, carry
+            q3, k3, v3, a, norms, den, out, empty, checkpoints, weights, decay, shrink, carry
         )
-        ctx.shape = (rows, n_chunks, chunk, m, dv)
+        ctx.shape = (rows, n_chunks, chunk, m, dv, seg)
         return out.view(rows, n_chunks, chunk, dv)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        q3, k3, v3, a, states, norms, den, out, empty = ctx.saved_tensors[:9]
+        q3, k3, v3, a, norms, den, out, empty, checkpoints = ctx.saved_tensors[:9]
         weights, decay, shrink, carry = ctx.saved_tensors[9:]
-        rows, n_chunks, chunk, m, dv = ctx.shape
+        rows, n_chunks, chunk, m, dv, seg = ctx.shape
         flat = rows * n_chunks
         # out = num / den: d num = g / den, d den = -sum(g * out) / den (0 where empty,
         # since out is 0 there and its rows get no gradient)
@@ -225,30 +259,131 @@ class _ChunkParallel(torch.autograd.Function):
         else:
             da.mul_(weights.reshape(-1, chunk, chunk))
         dq = torch.bmm(da, k3)
-        grad_states = torch.zeros(flat, m, dv, dtype=q3.dtype, device=q3.device)
         grad_norms = torch.zeros(flat, m, 1, dtype=q3.dtype, device=q3.device)
         if flat > 1:
-            dq[1:].baddbmm_(gnc[1:], states[:-1].transpose(1, 2))
             dq[1:].baddbmm_(gdc[1:, :, None], norms[:-1, None, :])
-            torch.bmm(q3[1:].transpose(1, 2), gnc[1:], out=grad_states[:-1])
             torch.bmm(q3[1:].transpose(1, 2), gdc[1:, :, None], out=grad_norms[:-1])
-        du = _inclusive_scan_backward_(grad_states.view(rows, n_chunks, m, dv), shrink)
         dz = _inclusive_scan_backward_(grad_norms.view(rows, n_chunks, m, 1), shrink)
-        du, dz = du.view(flat, m, dv), dz.view(flat, 1, m)
+        dz = dz.view(flat, 1, m)
         dvc = torch.bmm(a.transpose(1, 2), gn)
-        if decay is None:
-            dvc.baddbmm_(k3, du)
-        else:  # (decay K) du = decay (K du): a (C, dv) product (freed before dk), no K copy
-            dvc.add_(torch.bmm(k3, du).mul_(decay.reshape(-1, chunk, 1)))
-        dk = torch.bmm(v3, du.transpose(1, 2)).add_(dz)
-        if decay is not None:
-            dk.mul_(decay.reshape(-1, chunk, 1))
+        dk = torch.empty_like(k3)
+        dec = None if decay is None else decay.reshape(-1, chunk, 1)
+        states = _state_gradients(q3, k3, v3, gnc, dec, shrink, checkpoints, rows, seg, dq)
+        for f0, f1, du in states:  # du: dLoss/dU of chunks f0..f1-1, (f1 - f0, m, dv)
+            if dec is None:
+                dvc[f0:f1].baddbmm_(k3[f0:f1], du)
+            else:  # (decay K) du = decay (K du): no K copy
+                dvc[f0:f1].add_(torch.bmm(k3[f0:f1], du).mul_(_rows(dec, f0, f1)))
+            torch.bmm(v3[f0:f1], du.transpose(1, 2), out=dk[f0:f1])
+        dk.add_(dz)
+        if dec is not None:
+            dk.mul_(dec)
         dk.baddbmm_(da.transpose(1, 2), q3)
         shape = (rows, n_chunks, chunk)
         return dq.view(*shape, m), dk.view(*shape, m), dvc.view(*shape, dv), None, None, None, None
 
 
-SEGMENT_CHUNKS = 64  # chunks per segment of the forward without a backward ahead
+def _state_gradients(q3, k3, v3, gnc, dec, shrink, checkpoints, rows, seg, dq):
+    """The chunk states' part of ``_ChunkParallel``'s backward: adds gnc_c S_{c-1}^T to
+    dq (in place) and yields (f0, f1, du), du = dLoss/dU_c for flat chunks f0..f1-1::
+
+        G_c = Q_{c+1}^T gnc_{c+1}  (0 for a row's last chunk),   dU_c = G_c + g_{c+1} dU_{c+1}
+
+    Without ``checkpoints`` (a row of at most ``seg`` chunks): every state at once, in
+    one (F, m, dv) buffer, read by dq and then overwritten by its gradient; one yield.
+    With them ((R, n_seg - 1, m, dv), the state before each segment but a row's first):
+    one row and one segment at a time from the last, each segment's states formed again
+    from its checkpoint in a (seg, m, dv) buffer, dU carried to the segment before; the
+    buffer is yielded, so each du must be used before the next is asked for."""
+    flat, chunk, m = q3.shape
+    n_chunks = flat // rows
+    if checkpoints is None:
+        states = _chunk_states(k3, v3, dec, shrink, rows)
+        if flat > 1:
+            dq[1:].baddbmm_(gnc[1:], states[:-1].transpose(1, 2))
+            # the last state of each row is zero (no chunk reads it), and stays zero
+            torch.bmm(q3[1:].transpose(1, 2), gnc[1:], out=states[:-1])
+        du = _inclusive_scan_backward_(states.view(rows, n_chunks, m, -1), shrink)
+        yield 0, flat, du.view(flat, m, -1)
+        return
+    buf = q3.new_empty(seg, m, v3.shape[-1])
+
+    def grow(r: int, t: int):  # g_t of row r: the factor S_{t-1} enters S_t with
+        return None if shrink is None else shrink[r, t]
+
+    for r in range(rows):
+        later = None  # dU of the chunk after the segment
+        for j in reversed(range(checkpoints.shape[1] + 1)):
+            t0, t1 = j * seg, min((j + 1) * seg, n_chunks)
+            g, f0, f1 = t1 - t0, r * n_chunks + t0, r * n_chunks + t1
+            prev = None if j == 0 else checkpoints[r, j - 1]
+            reads = _segment_reads(buf, k3, v3, dec, shrink, r, t0, t1, f0, prev)
+            # (a row's first chunk reads the zeroed reads[0])
+            dq[f0:f1].baddbmm_(gnc[f0:f1], reads.transpose(1, 2))
+            du = reads  # now overwritten by dU
+            n = min(t1, n_chunks - 1) - t0  # chunks whose state the next chunk reads
+            if n > 0:
+                torch.bmm(
+                    q3[f0 + 1 : f0 + 1 + n].transpose(1, 2), gnc[f0 + 1 : f0 + 1 + n], out=du[:n]
+                )
+            du[n:].zero_()
+            if later is not None:
+                factor = grow(r, t1)
+                du[-1].add_(later if factor is None else later * factor)
+            for i in range(g - 2, -1, -1):
+                factor = grow(r, t0 + i + 1)
+                if factor is None:
+                    du[i].add_(du[i + 1])
+                else:
+                    du[i].addcmul_(du[i + 1], factor)
+            later = du[0].clone()
+            yield f0, f1, du
+
+
+def _rows(dec: Tensor, f0: int, f1: int | None = None) -> Tensor:
+    """The decay factors (F or 1, C, 1) of flat chunk f0 (or chunks f0..f1-1)."""
+    if dec.shape[0] == 1:
+        return dec[0] if f1 is None else dec
+    return dec[f0] if f1 is None else dec[f0:f1]
+
+
+def _segment_reads(buf, k3, v3, dec, shrink, r, t0, t1, f0, prev) -> Tensor:
+    """buf[:g] <- the states chunks t0..t1-1 (g = t1 - t0) of row r read: reads[i] =
+    S_{t0 + i - 1}, formed from ``prev`` = S_{t0 - 1} (None at a row's start: zeros) as
+    reads[i] = g_{t0 + i - 1} reads[i - 1] + U_{t0 + i - 1}, the U in one batched GEMM.
+    k3 (F, C, m), v3 (F, C, dv), buf (>= g, m, dv); flat chunk f0 is chunk t0 of row r."""
+    g = t1 - t0
+    reads = buf[:g]
+    if prev is None:
+        reads[0].zero_()
+    else:
+        reads[0].copy_(prev)
+    if g > 1:
+        k, v = k3[f0 : f0 + g - 1], v3[f0 : f0 + g - 1]
+        if dec is not None:
+            v = v * _rows(dec, f0, f0 + g - 1)
+        torch.bmm(k.transpose(1, 2), v, out=reads[1:])
+        for i in range(1 if prev is not None else 2, g):
+            factor = None if shrink is None else shrink[r, t0 + i - 1]
+            if factor is None:
+                reads[i].add_(reads[i - 1])
+            else:
+                reads[i].addcmul_(reads[i - 1], factor)
+    return reads
+
+
+def _chunk_states(k3: Tensor, v3: Tensor, dec, shrink, rows: int) -> Tensor:
+    """The running chunk states of ``_ChunkParallel``: U_c = (decay_c K_c)^T V_c, one
+    batched GEMM, then S_c = shrink_c S_{c-1} + U_c in place, each row's last state
+    zeroed. k3 (F, C, m), v3 (F, C, dv), ``dec`` None or (F or 1, C, 1) -> (F, m, dv). The
+    decay scales the values, not the keys (the same product; the (C, dv) copy is the
+    smaller one when dv <= m)."""
+    flat, chunk, m = k3.shape
+    vd = v3 if dec is None else v3 * dec
+    states = torch.bmm(k3.transpose(1, 2), vd)
+    return _inclusive_scan_(states.view(rows, flat // rows, m, v3.shape[-1]), shrink).view(
+        flat, m, -1
+    )
 
 
 def _segmented_scan(

@@ -15,7 +15,10 @@ bias, logits in base-2 units so that the exponential is exp2, the fast one on th
 and causal attention is the chunk-parallel scan of ``impls.attention.linear``: all chunk
 states (m x dv) in one batched GEMM, a prefix over chunks rescaled per chunk, the
 masked (C x C) intra-chunk product and the state read-out as batched GEMMs, with a
-written-out backward. That is the best known CPU form for the same reasons as linear
+written-out backward that forms the chunk states again rather than keeping them; the
+causal feature maps have their own written-out backward (``_CausalFeatures``: one (L, m)
+temporary). At L = 65,536 (m = 256, d = dv = 128, one head) causal forward+backward
+peaks at 449 MiB. That is the best known CPU form for the same reasons as linear
 attention (BLAS-3 for all O(L m d) work, no per-position loop, no (L, m, dv) tensor);
 it is what the causal "prefix sums" of the paper become when computed in chunks. Time
 O(L m (d + dv) + L C (m + dv)), memory O(L (m + d) + L C + (L/C) m dv); C = 64 measured
@@ -53,6 +56,7 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from impls.attention._closed_form import FeatureMap, closed_form_attention
 from impls.attention._validation import check_attention_inputs, compute_dtype
@@ -139,11 +143,12 @@ class PerformerAttention(nn.Module):
             features = _FavorFeatures(*self._scaled_projection(ct, q.device))
             out = closed_form_attention(q.to(ct), k.to(ct), v.to(ct), key_padding_mask, features)
             return out.to(q.dtype)
-        # all levels in log2 units; in place: the GEMM's output is not needed by its
-        # backward, exp2_ keeps its result
-        phi_q = _query_features_(self.logits(q.to(ct), base2=True))
+        # all levels in log2 units; the features' backward is written out (one (L, m)
+        # temporary, where autograd over the in-place ops held four)
+        w, half = self._scaled_projection(ct, q.device)
         padded = None if key_padding_mask is None else key_padding_mask[:, None, :]
-        phi_k, level = _key_features_(self.logits(k.to(ct), base2=True), padded, running=True)
+        phi_q, _ = _CausalFeatures.apply(q.to(ct), w, half, None, False)
+        phi_k, level = _CausalFeatures.apply(k.to(ct), w, half, padded, True)
         out = kernel_attention(
             phi_q, phi_k, v.to(ct), causal=True, chunk_size=self.chunk_size, k_factor=level
         )
@@ -160,9 +165,11 @@ def _logits(x: Tensor, w: Tensor, half: float) -> Tensor:
     return torch.addmm(bias, rows, w.T).view(*x.shape[:-1], w.shape[0])
 
 
-def _query_features_(lq: Tensor) -> Tensor:
-    """2^(lq - max_r lq), in place (the per-query maximum cancels in the ratio)."""
-    return lq.sub_(lq.amax(dim=-1, keepdim=True).detach()).exp2_()
+def _query_features_(lq: Tensor) -> tuple[Tensor, Tensor]:
+    """(2^(lq - max_r lq), max_r lq), in place on lq (..., m); the per-query maximum
+    (...,), detached, cancels in the ratio."""
+    top = lq.amax(dim=-1).detach()
+    return lq.sub_(top[..., None]).exp2_(), top
 
 
 def _key_features_(lk: Tensor, padded: Tensor | None, *, running: bool):
@@ -201,14 +208,52 @@ class _FavorFeatures(FeatureMap):
         return _key_features_(_logits(k, self.w, self.half), padded, running=False)[0]
 
     def queries(self, q):
-        return _query_features_(_logits(q, self.w, self.half))
+        return _query_features_(_logits(q, self.w, self.half))[0]
 
     def input_grad(self, dphi, phi, x):
-        dl = dphi.mul_(phi).view(-1, phi.shape[-1])  # dl / ln 2, in place
-        rows = x.reshape(-1, x.shape[-1])
-        ln2 = math.log(2.0)
-        scaled = rows * (2.0 * self.half * ln2 * dl.sum(dim=-1, keepdim=True))
-        return torch.addmm(scaled, dl, self.w * ln2).view(x.shape)
+        return _logits_grad(dphi.mul_(phi), x, self.w, self.half)  # dl / ln 2, in place
+
+
+def _logits_grad(dl: Tensor, x: Tensor, w: Tensor, half: float) -> Tensor:
+    """dLoss/dx from dl = dLoss/dphi * phi (= dLoss/dl / ln 2) of phi = 2^(l - const),
+    l = x w^T + half |x|^2: dx = ln 2 (dl w + 2 half x (dl 1)). dl (..., m), x (..., d)."""
+    dl = dl.reshape(-1, dl.shape[-1])
+    rows = x.reshape(-1, x.shape[-1])
+    ln2 = math.log(2.0)
+    scaled = rows * (2.0 * half * ln2 * dl.sum(dim=-1, keepdim=True))
+    return torch.addmm(scaled, dl, w * ln2).view(x.shape)
+
+
+class _CausalFeatures(torch.autograd.Function):
+    """The causal form's features and stabiliser, with a written-out backward::
+
+        queries: phi = 2^(l - max_r l),   keys: phi = 2^(l - level_j), level_j the running
+        maximum of l over keys j' <= j and features (padded keys: phi = 0, no level),
+        l = x w^T + half |x|^2 (log2 units),   dx = ln 2 (dl w + 2 half x (dl 1)),
+        dl = dphi * phi
+
+    x (N, H, L, d) -> (phi (N, H, L, m), stabiliser (N, H, L), detached). Autograd over
+    the same in-place ops (a GEMM's output viewed, shifted, exponentiated) keeps the
+    view's full-size gradient, a zero-filled copy of it and two products alive in the
+    backward (four (L, m) tensors); this backward forms one, dl."""
+
+    @staticmethod
+    def forward(ctx, x, w, half, padded, keys):
+        logits = _logits(x, w, half)
+        if keys:
+            phi, level = _key_features_(logits, padded, running=True)
+        else:
+            phi, level = _query_features_(logits)
+        ctx.save_for_backward(x, phi, w)
+        ctx.half = half
+        ctx.mark_non_differentiable(level)
+        return phi, level
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dphi, _dlevel):
+        x, phi, w = ctx.saved_tensors
+        return _logits_grad(dphi * phi, x, w, ctx.half), None, None, None, None
 
 
 def performer_log_kernel(module: PerformerAttention, q: Tensor, k: Tensor) -> Tensor:

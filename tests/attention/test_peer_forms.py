@@ -228,17 +228,10 @@ def test_stabilised_scan_equals_the_dense_weighting(length, chunk, jumps, seed):
     _agree(fast, _normalised((phi_q @ phi_k.transpose(-1, -2)) * 2.0**diff, v), inputs)
 
 
-@SETTINGS
-@given(
-    shapes(),
-    st.integers(1, 12),
-    st.sampled_from([1, 2, 5]),
-    st.sampled_from(["plain", "gamma", "levels"]),
-)
-def test_segmented_forward_without_grad_is_the_chunk_parallel_scan(case, chunk, segment, kind):
-    """Without a backward ahead the causal scan runs ``SEGMENT_CHUNKS`` chunks at a time
-    per row, carrying the state: the same output as the autograd path and as the dense
-    definition, for the plain kernel, a fixed decay and Performer's levels."""
+def _scan_case(case, kind, gamma):
+    """Inputs of a causal scan test: (q, k, v), mask, elu features (padded keys zeroed),
+    the keyword of the weighting ``kind`` ("plain", "gamma", or "levels": Performer-style
+    log2 levels with jumps of hundreds) and its dense (L, L) causal weighting."""
     batch, heads, length, dim, value_dim, seed, _, padding = case
     (q, k, v), mask = _inputs(batch, heads, length, dim, value_dim, seed, padding)
     phi_q, phi_k = elu_feature_map(q), elu_feature_map(k)
@@ -248,15 +241,32 @@ def test_segmented_forward_without_grad_is_the_chunk_parallel_scan(case, chunk, 
     tril = torch.ones(length, length, dtype=torch.bool).tril()
     extra, factor = {}, torch.ones(length, length, dtype=torch.float64)
     if kind == "gamma":
-        extra = {"gamma": 0.9}
-        factor = 0.9 ** (i[:, None] - i[None, :]).clamp_min(0)
+        extra = {"gamma": gamma}
+        factor = gamma ** (i[:, None] - i[None, :]).clamp_min(0)
     elif kind == "levels":
         gen = torch.Generator().manual_seed(seed)
-        level = (torch.rand(batch, heads, length, generator=gen, dtype=torch.float64) * 30).cumsum(
-            -1
-        )
+        steps = torch.rand(batch, heads, length, generator=gen, dtype=torch.float64)
+        level = (steps * 30.0 + steps * 200.0 * (steps > 0.8)).cumsum(-1)
         extra = {"k_factor": level}
         factor = 2.0 ** (level[..., None, :] - level[..., :, None]).masked_fill(~tril, -torch.inf)
+    return (q, k, v), mask, (phi_q, phi_k), extra, factor * tril
+
+
+SEGMENTED = given(
+    shapes(),
+    st.integers(1, 12),
+    st.sampled_from([1, 2, 5]),
+    st.sampled_from(["plain", "gamma", "levels"]),
+)
+
+
+@SETTINGS
+@SEGMENTED
+def test_segmented_forward_without_grad_is_the_chunk_parallel_scan(case, chunk, segment, kind):
+    """Without a backward ahead the causal scan runs ``SEGMENT_CHUNKS`` chunks at a time
+    per row, carrying the state: the same output as the autograd path and as the dense
+    definition, for the plain kernel, a fixed decay and Performer's levels."""
+    (q, k, v), mask, (phi_q, phi_k), extra, weighting = _scan_case(case, kind, 0.9)
     default = linear_module.SEGMENT_CHUNKS
     linear_module.SEGMENT_CHUNKS = segment
     try:
@@ -274,11 +284,30 @@ def test_segmented_forward_without_grad_is_the_chunk_parallel_scan(case, chunk, 
     finally:
         linear_module.SEGMENT_CHUNKS = default
     if kind != "levels":
-        assert (lazy - segmented).abs().max().item() <= TOL if length else True
+        assert (lazy - segmented).abs().max().item() <= TOL if q.shape[2] else True
     whole = kernel_attention(phi_q, phi_k, v, causal=True, chunk_size=chunk, **extra)
-    dense = _normalised((phi_q @ phi_k.transpose(-1, -2)) * factor * tril, v)
-    assert (segmented - whole).abs().max().item() <= TOL if length else True
-    assert (segmented - dense).abs().max().item() <= TOL if length else True
+    dense = _normalised((phi_q @ phi_k.transpose(-1, -2)) * weighting, v)
+    assert (segmented - whole).abs().max().item() <= TOL if q.shape[2] else True
+    assert (segmented - dense).abs().max().item() <= TOL if q.shape[2] else True
+
+
+@SETTINGS
+@SEGMENTED
+def test_segmented_backward_is_the_definition(case, chunk, segment, kind):
+    """With a backward ahead and more than ``SEGMENT_CHUNKS`` chunks per row, both passes
+    form the chunk states one segment at a time (the forward keeps the state before each
+    segment; the backward rebuilds each segment's states from it): outputs and gradients
+    equal the dense definition, for the plain kernel, a fixed decay and Performer's
+    levels (including level jumps of hundreds)."""
+    (q, k, v), _, (phi_q, phi_k), extra, weighting = _scan_case(case, kind, 0.8)
+    default = linear_module.SEGMENT_CHUNKS
+    linear_module.SEGMENT_CHUNKS = segment
+    try:
+        fast = kernel_attention(phi_q, phi_k, v, causal=True, chunk_size=chunk, **extra)
+    finally:
+        linear_module.SEGMENT_CHUNKS = default
+    dense = _normalised((phi_q @ phi_k.transpose(-1, -2)) * weighting, v)
+    _agree(fast, dense, (q, k, v))
 
 
 @pytest.mark.parametrize("causal", [True, False])
