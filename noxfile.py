@@ -3,7 +3,7 @@
 Environments (see docs/setup.md for the why):
 
 * the sessions that run the project (tests, bench, asv, memray, regress, leaderboard) share
-  ONE virtual environment, ``.nox/project-pyX.Y``, with the ``dev,gpu,graph`` extras, so
+  ONE virtual environment, ``.nox/project-pyX.Y``, with the ``dev,gpu,graph,peers`` extras, so
   torch is installed once, not once per session; ``lint`` has its own light one
   (``.nox/lint-pyX.Y``, ruff only);
 * an environment is reused only when its interpreter is the one asked for (same version
@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parent
 ENV_ROOT = ROOT / ".nox"
 STAMP_NAME = "lisa-bench-install.json"
 STAMP_VERSION = 1
-PROJECT_EXTRAS = "dev,gpu,graph"
+PROJECT_EXTRAS = "dev,gpu,graph,peers"
 LINT_REQUIREMENTS = ("ruff==0.17.6", "import-linter>=2.1")
 DEFAULT_TORCH = "torch==2.13.0"
 EXTRA_STEP = "LISA_BENCH_INSTALL"

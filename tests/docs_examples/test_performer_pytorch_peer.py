@@ -5,37 +5,21 @@ own check, while the project's ``performer`` passes the same check."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from example_plugins import check_entry, import_example
 
 from harness.conformance.checks import check_causality
-from harness.conformance.requirements import entry_problems
 from impls import registry
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 
 
 @pytest.fixture(scope="module")
 def peer():
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        import performer_pytorch_peer
-
-        yield performer_pytorch_peer
-    finally:
-        sys.path.remove(str(EXAMPLES))
+    return import_example("performer_pytorch_peer")
 
 
 def test_the_entry_is_complete_and_says_when_it_cannot_run(peer):
-    assert entry_problems(peer.SPEC) == []
-    ok, reason = peer.SPEC.availability()
-    installed = importlib.util.find_spec("performer_pytorch") is not None
-    assert ok is installed
-    assert installed or "pip install performer-pytorch" in reason
+    check_entry(peer.SPEC, "performer_pytorch", "performer-pytorch")
 
 
 def test_its_causal_attention_leaks_and_the_harness_catches_it(peer):

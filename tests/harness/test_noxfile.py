@@ -71,7 +71,7 @@ def test_project_steps_order_and_extra(tmp_path):
     steps = nf.project_steps({"LISA_BENCH_INSTALL": "-e plugin"}, root=tmp_path)
     assert [label for label, _, _ in steps] == ["torch", "project", "LISA_BENCH_INSTALL"]
     assert steps[0][1] == ["torch==2.13.0"]
-    assert steps[1][1] == ["-e", ".[dev,gpu,graph]"]
+    assert steps[1][1] == ["-e", ".[dev,gpu,graph,peers]"]
     assert steps[2][1] == ["-e", "plugin"]
     assert len(steps[2][2]) == 1  # the plugin's build files are part of its key
     assert [label for label, _, _ in nf.project_steps({}, root=tmp_path)] == ["torch", "project"]
