@@ -386,47 +386,77 @@ def _chunk_states(k3: Tensor, v3: Tensor, dec, shrink, rows: int) -> Tensor:
     )
 
 
+def runs_segmented(n_chunks: int, *tensors: Tensor) -> bool:
+    """Whether a causal scan over rows of ``n_chunks`` chunks runs segmented: no backward
+    ahead (grad mode off, or no input requiring grad) and more than one segment."""
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    return not needs_grad and n_chunks > SEGMENT_CHUNKS
+
+
 def _segmented_scan(
     fq, fk, vc, weights, decay, shrink, carry, feature_map=None, keep=None
 ) -> Tensor:
     """``_ChunkParallel``'s forward when no backward follows, one row and one segment of
-    ``SEGMENT_CHUNKS`` chunks at a time, the running state (S, s) carried from segment
-    to segment: the same equations and GEMMs, but the chunk states (T, d, dv) and the
-    intra-chunk scores (T, C, C) exist for one segment only, in buffers reused by every
-    segment (at L = 65,536 and d = dv = 128 the full states are 64 MiB of fresh pages,
-    whose faults alone cost about as much as the GEMM that fills them). Same arguments
-    and result as ``_ChunkParallel.apply``; with ``feature_map``, fq and fk are the raw
-    chunked q and k and each segment's features are formed here (keys where ``keep``
-    (R, T, C) is False zeroed), so no (L, m) feature buffer exists either."""
+    ``SEGMENT_CHUNKS`` chunks at a time (``scan_segments``). Same arguments and result as
+    ``_ChunkParallel.apply``; with ``feature_map``, fq and fk are the raw chunked q and k
+    and each segment's features are formed here (keys where ``keep`` (R, T, C) is False
+    zeroed), so no (L, m) feature buffer exists either."""
     rows, n_chunks, chunk, m = fq.shape
-    dv = vc.shape[-1]
-    seg = min(SEGMENT_CHUNKS, n_chunks)
-    out = vc.new_empty(rows, n_chunks, chunk, dv)
-    a_buf, st_buf = fq.new_empty(seg, chunk, chunk), fq.new_empty(seg, m, dv)
-    z_buf, den_buf = fq.new_empty(seg, m, 1), fq.new_empty(seg, chunk, 1)
 
     def part(factor: Tensor | None, r: int, t0: int, t1: int, shared_dims: int):
         if factor is None or factor.dim() == shared_dims:  # shared by every chunk
             return factor
         return factor[r, t0:t1]
 
+    def inputs(r: int, t0: int, t1: int):
+        q, k, v = fq[r, t0:t1], fk[r, t0:t1], vc[r, t0:t1]
+        if feature_map is not None:
+            q, k = feature_map(q), feature_map(k)
+            if keep is not None:
+                k = k.mul_(keep[r, t0:t1, :, None])
+        g_seg = None if shrink is None else shrink[r, t0:t1]
+        return (
+            q,
+            k,
+            v,
+            part(weights, r, t0, t1, 2),
+            part(decay, r, t0, t1, 1),
+            g_seg,
+            part(carry, r, t0, t1, 1),
+        )
+
+    return scan_segments(inputs, rows, n_chunks, chunk, m, vc.shape[-1], vc)
+
+
+def scan_segments(inputs, rows: int, n_chunks: int, chunk: int, m: int, dv: int, like: Tensor):
+    """The causal chunk-parallel scan without a backward, one row and one segment of
+    ``SEGMENT_CHUNKS`` chunks at a time, the running state (S, s) carried from segment to
+    segment: the equations of ``_ChunkParallel``, but the chunk states (T, m, dv) and the
+    intra-chunk scores (T, C, C) exist for one segment only, in buffers reused by every
+    segment (at L = 65,536 and m = dv = 128 the full states are 64 MiB of fresh pages,
+    whose faults alone cost about as much as the GEMM that fills them).
+
+    ``inputs(r, t0, t1)`` gives segment [t0, t1) of row r: (q, k (g, C, m), v (g, C, dv),
+    weights (g, C, C) | (C, C) | None, decay (g, C) | (C,) | None, shrink (g,) | None,
+    carry (g, C) | (C,) | None), with g = t1 - t0 and the meanings of ``_ChunkParallel``;
+    shrink[0] carries the state of the segment before into chunk t0. It is called row
+    by row and, within a row, segment after segment, so it may carry a running quantity
+    of its own. Returns (R, T, C, dv), like ``like``."""
+    seg = min(SEGMENT_CHUNKS, n_chunks)
+    out = like.new_empty(rows, n_chunks, chunk, dv)
+    a_buf, st_buf = like.new_empty(seg, chunk, chunk), like.new_empty(seg, m, dv)
+    z_buf, den_buf = like.new_empty(seg, m, 1), like.new_empty(seg, chunk, 1)
     for r in range(rows):
-        state, norm = fq.new_zeros(m, dv), fq.new_zeros(m, 1)
+        state, norm = like.new_zeros(m, dv), like.new_zeros(m, 1)
         for t0 in range(0, n_chunks, seg):
             t1 = min(t0 + seg, n_chunks)
             g = t1 - t0
-            q, k, v = fq[r, t0:t1], fk[r, t0:t1], vc[r, t0:t1]
-            if feature_map is not None:
-                q, k = feature_map(q), feature_map(k)
-                if keep is not None:
-                    k = k.mul_(keep[r, t0:t1, :, None])
+            q, k, v, w, d, g_seg, c = inputs(r, t0, t1)
             a = torch.bmm(q, k.transpose(1, 2), out=a_buf[:g])
-            w = part(weights, r, t0, t1, 2)
             if w is None:
                 a.tril_()
             else:
                 a.mul_(w)
-            d = part(decay, r, t0, t1, 1)
             kd = k if d is None else k * d[..., None]
             st = torch.bmm(kd.transpose(1, 2), v, out=st_buf[:g])
             z = torch.sum(kd, dim=1, out=z_buf[:g, :, 0])[..., None]
@@ -434,21 +464,21 @@ def _segmented_scan(
             torch.mm(q[0], state, out=num[0])  # chunk t0 reads the carried state
             torch.mm(q[0], norm, out=den[0])
             if t0 > 0:  # S_t0 = g_t0 S_{t0 - 1} + U_t0, then the scan within the segment
-                grow = 1.0 if shrink is None else shrink[r, t0]
+                grow = 1.0 if g_seg is None else g_seg[0]
                 st[0].add_(state * grow)
                 z[0].add_(norm * grow)
-            g_seg = None if shrink is None else shrink[r : r + 1, t0:t1]
-            _inclusive_scan_(st[None], g_seg, zero_last=False)
-            _inclusive_scan_(z[None], g_seg, zero_last=False)
+            scan_factors = None if g_seg is None else g_seg[None]
+            _inclusive_scan_(st[None], scan_factors, zero_last=False)
+            _inclusive_scan_(z[None], scan_factors, zero_last=False)
             if g > 1:
                 torch.bmm(q[1:], st[:-1], out=num[1:])
                 torch.bmm(q[1:], z[:-1], out=den[1:])
-            c = part(carry, r, t0, t1, 1)
             if c is not None:
                 num.mul_(c[..., None])
                 den.mul_(c[..., None])
             _finish_(num, den, a, v)
             state, norm = st[-1].clone(), z[-1].clone()
+            del q, k, kd  # this segment's features: freed before the next are formed
     return out
 
 
@@ -514,9 +544,8 @@ def kernel_attention(
     batch, heads, length, m = phi_q.shape
     chunk = max(1, min(chunk_size, length))
     n_chunks = -(-length // chunk)
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (phi_q, phi_k, v))
     # no backward ahead and more than one segment: the segmented scan (features per segment)
-    segmented = not needs_grad and n_chunks > SEGMENT_CHUNKS
+    segmented = runs_segmented(n_chunks, phi_q, phi_k, v)
     if feature_map is not None and not (segmented and k_factor is None):  # all at once
         phi_q, phi_k = feature_map(phi_q), feature_map(phi_k)
         if key_padding_mask is not None:

@@ -18,7 +18,11 @@ masked (C x C) intra-chunk product and the state read-out as batched GEMMs, with
 written-out backward that forms the chunk states again rather than keeping them; the
 causal feature maps have their own written-out backward (``_CausalFeatures``: one (L, m)
 temporary). At L = 65,536 (m = 256, d = dv = 128, one head) causal forward+backward
-peaks at 449 MiB. That is the best known CPU form for the same reasons as linear
+peaks at 449 MiB. Without a backward ahead and with more than ``SEGMENT_CHUNKS`` chunks
+per row, the features, the running key level and the stabiliser's factors are formed one
+segment at a time (``_segmented_causal``), so no (L, m) feature tensor exists: the
+causal forward's peak at 16,384 is 31 MiB against 66 with whole-sequence features.
+That is the best known CPU form for the same reasons as linear
 attention (BLAS-3 for all O(L m d) work, no per-position loop, no (L, m, dv) tensor);
 it is what the causal "prefix sums" of the paper become when computed in chunks. Time
 O(L m (d + dv) + L C (m + dv)), memory O(L (m + d) + L C + (L/C) m dv); C = 64 measured
@@ -55,12 +59,18 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from impls.attention._closed_form import FeatureMap, closed_form_attention
 from impls.attention._validation import check_attention_inputs, compute_dtype
-from impls.attention.linear import chunked_kernel_cost, kernel_attention
+from impls.attention.linear import (
+    chunked_kernel_cost,
+    kernel_attention,
+    runs_segmented,
+    scan_segments,
+)
 from impls.costs import SLACK_BYTES, Cost, CostQuery, compulsory_traffic
 
 __all__ = ["PerformerAttention", "orthogonal_random_features"]
@@ -146,6 +156,10 @@ class PerformerAttention(nn.Module):
         # all levels in log2 units; the features' backward is written out (one (L, m)
         # temporary, where autograd over the in-place ops held four)
         w, half = self._scaled_projection(ct, q.device)
+        chunk = max(1, min(self.chunk_size, q.shape[2]))
+        if runs_segmented(-(-q.shape[2] // chunk), q, k, v):  # no backward ahead
+            out = _segmented_causal(q.to(ct), k.to(ct), v.to(ct), w, half, key_padding_mask, chunk)
+            return out.to(q.dtype)
         padded = None if key_padding_mask is None else key_padding_mask[:, None, :]
         phi_q, _ = _CausalFeatures.apply(q.to(ct), w, half, None, False)
         phi_k, level = _CausalFeatures.apply(k.to(ct), w, half, padded, True)
@@ -254,6 +268,68 @@ class _CausalFeatures(torch.autograd.Function):
     def backward(ctx, dphi, _dlevel):
         x, phi, w = ctx.saved_tensors
         return _logits_grad(dphi * phi, x, w, ctx.half), None, None, None, None
+
+
+def _segmented_causal(q, k, v, w, half, key_padding_mask, chunk) -> Tensor:
+    """Causal FAVOR+ without a backward ahead, one row and one segment of
+    ``SEGMENT_CHUNKS`` chunks at a time (``impls.attention.linear.scan_segments``): the
+    query and key features, the running key level and the stabiliser's factors of the
+    chunked scan (``kernel_attention`` with ``k_factor``) are formed per segment, the
+    running level and the last chunk's level carried to the next segment. The same
+    equations as the whole-sequence form; no (L, m) feature tensor and no
+    (L/C, C, C) weight tensor exists. q, k (N, H, L, d), v (N, H, L, dv),
+    ``key_padding_mask`` (N, L) or None -> (N, H, L, dv). Positions past L (the last
+    chunk's tail) get zero features and keep the last level, as in ``kernel_attention``."""
+    batch, heads, length, d = q.shape
+    dv, m = v.shape[-1], w.shape[0]
+    rows, n_chunks = batch * heads, -(-length // chunk)
+    qr, kr, vr = q.reshape(rows, length, d), k.reshape(rows, length, d), v.reshape(rows, length, dv)
+    padded_rows = None
+    if key_padding_mask is not None:
+        padded_rows = key_padding_mask[:, None, :].expand(batch, heads, length).reshape(rows, -1)
+    tril = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).tril()
+    last_level = None  # the running key level at the end of the previous segment
+
+    def inputs(r: int, t0: int, t1: int):
+        nonlocal last_level
+        g, p0, p1 = t1 - t0, t0 * chunk, min(t1 * chunk, length)
+        tail = g * chunk - (p1 - p0)
+        phi_q = _query_features_(_logits(qr[r, p0:p1], w, half))[0]
+        lk = _logits(kr[r, p0:p1], w, half)
+        key_max = lk.amax(dim=-1)
+        padded = None if padded_rows is None else padded_rows[r, p0:p1]
+        if padded is not None:
+            key_max.masked_fill_(padded, _FLOOR)
+        level = torch.cummax(key_max, dim=0).values
+        if t0 > 0:
+            level = torch.maximum(level, last_level)
+        exponent = lk.sub_(level[:, None])
+        if padded is not None:  # -inf before exp2 (a padded key's exponent may overflow)
+            exponent.masked_fill_(padded[:, None], -torch.inf)
+        phi_k, values = exponent.exp2_(), vr[r, p0:p1]
+        if tail:
+            phi_q, phi_k = F.pad(phi_q, (0, 0, 0, tail)), F.pad(phi_k, (0, 0, 0, tail))
+            values = F.pad(values, (0, 0, 0, tail))
+            level = torch.cat([level, level[-1:].expand(tail)])
+        level = level.view(g, chunk)
+        diff = level[:, None, :] - level[:, :, None]  # [c, i, j] = level_j - level_i
+        weights = torch.exp2(diff.masked_fill_(~tril, -torch.inf))
+        lam = level[:, -1]  # the level each chunk's state is kept at
+        start = lam.new_full((1,), -torch.inf) if t0 == 0 else last_level.reshape(1)
+        before = torch.cat([start, lam[:-1]])
+        last_level = lam[-1]
+        return (
+            phi_q.view(g, chunk, m),
+            phi_k.view(g, chunk, m),
+            values.view(g, chunk, dv),
+            weights,
+            torch.exp2(level - lam[:, None]),
+            torch.exp2(before - lam),
+            torch.exp2(before[:, None] - level),
+        )
+
+    out = scan_segments(inputs, rows, n_chunks, chunk, m, dv, v)
+    return out.reshape(batch, heads, n_chunks * chunk, dv)[:, :, :length]
 
 
 def performer_log_kernel(module: PerformerAttention, q: Tensor, k: Tensor) -> Tensor:

@@ -310,6 +310,38 @@ def test_segmented_backward_is_the_definition(case, chunk, segment, kind):
     _agree(fast, dense, (q, k, v))
 
 
+@SETTINGS
+@given(
+    shapes(max_length=50),
+    st.integers(1, 12),
+    st.sampled_from([1, 2, 5]),
+    st.sampled_from([1.0, 6.0]),
+)
+def test_performer_segmented_forward_is_the_chunk_parallel_scan(case, chunk, segment, scale):
+    """Causal Performer without a backward ahead forms its features, running key level
+    and stabiliser factors one segment at a time: the same output as the whole-sequence
+    form (with a backward ahead) and as the unstabilised definition, with padding and
+    with inputs scaled up so that the key level jumps within and across segments."""
+    batch, heads, length, dim, value_dim, seed, _, padding = case
+    (q, k, v), mask = _inputs(batch, heads, length, dim, value_dim, seed, padding, scale)
+    attn = PerformerAttention(dim, heads, nb_features=7, seed=seed, chunk_size=chunk)
+    default = linear_module.SEGMENT_CHUNKS
+    linear_module.SEGMENT_CHUNKS = segment
+    try:
+        with torch.no_grad():
+            segmented = attn(q, k, v, causal=True, key_padding_mask=mask)
+        whole = attn(q, k, v, causal=True, key_padding_mask=mask)  # q, k, v require grad
+    finally:
+        linear_module.SEGMENT_CHUNKS = default
+    w, xs = attn.projection, lambda x: x * dim**-0.25  # noqa: E731
+    logits = lambda x: xs(x) @ w.T - 0.5 * (xs(x) ** 2).sum(-1, keepdim=True)  # noqa: E731
+    log_weights = torch.logsumexp(logits(q)[..., :, None, :] + logits(k)[..., None, :, :], -1)
+    visible = _visible(length, True, mask, batch, heads)
+    dense = _masked_softmax(log_weights, visible, v)
+    assert (segmented - whole).abs().max().item() <= TOL
+    assert (segmented - dense).abs().max().item() <= 1e-9
+
+
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_performer_stays_finite_when_key_levels_climb(dtype, causal):
